@@ -1,0 +1,54 @@
+//! Records of background job runs, so an operator can see that the sweeper is alive.
+
+use crate::clock::Timestamp;
+use crate::ids::JobRunId;
+
+/// The hold expiry sweeper's job name.
+pub const EXPIRE_HOLDS: &str = "expire-holds";
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// It did all it found to do.
+    Succeeded,
+    /// It stopped on an error; `affected` counts what was done before.
+    Failed,
+}
+
+impl JobOutcome {
+    /// The stored and displayed form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobOutcome::Succeeded => "succeeded",
+            JobOutcome::Failed => "failed",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "succeeded" => Some(JobOutcome::Succeeded),
+            "failed" => Some(JobOutcome::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One run of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRun {
+    /// Its id.
+    pub id: JobRunId,
+    /// Which job (`expire-holds`, …).
+    pub job: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it finished.
+    pub finished_at: Timestamp,
+    /// How it ended.
+    pub outcome: JobOutcome,
+    /// How many items it changed (for `expire-holds`: holds expired).
+    pub affected: u64,
+    /// The error that stopped it, if it failed.
+    pub error: Option<String>,
+}

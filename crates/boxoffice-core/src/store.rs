@@ -1,0 +1,157 @@
+//! The storage contract.
+//!
+//! Each method is a whole use case that owns its transaction: no pool, connection or
+//! transaction crosses this trait, so the rules about locking and atomicity live next to
+//! the SQL that needs them, once per engine. The contract test suite
+//! (`boxoffice-server/tests/store_contract.rs`) runs every method against both engines.
+
+use async_trait::async_trait;
+
+use crate::auth::StoredApiKey;
+use crate::clock::Timestamp;
+use crate::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
+use crate::holds::{Hold, ReservationStats};
+use crate::ids::{ApiKeyId, EventId, HoldId, OrganizationId, TicketTypeId};
+use crate::jobs::JobRun;
+use crate::organizations::Organization;
+
+/// A boxed error from a storage engine, kept whole for logs and the error store.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong in a store method.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A hold could not be placed: this ticket type lacks capacity. Nothing was held.
+    #[error("{ticket_type_name} is sold out")]
+    SoldOut {
+        /// The ticket type that lacks capacity.
+        ticket_type_id: TicketTypeId,
+        /// Its name, for the buyer.
+        ticket_type_name: String,
+    },
+    /// The hold is paid and can no longer be cancelled.
+    #[error("the hold is completed")]
+    HoldCompleted,
+    /// A capacity change would leave fewer tickets than are sold and held.
+    #[error("capacity cannot go below {committed} (sold + held)")]
+    CapacityBelowCommitted {
+        /// Tickets sold plus tickets in unexpired holds.
+        committed: i64,
+    },
+    /// The database cannot be reached (connection refused, pool timed out).
+    #[error("the database is unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else the engine reported.
+    #[error("storage error")]
+    Other(#[source] BoxError),
+}
+
+/// One page of a list request, as Stripe pages: newest first, after a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest<C> {
+    /// At most this many (1..=500).
+    pub limit: u32,
+    /// Only items older than this one.
+    pub starting_after: Option<C>,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items, newest first.
+    pub data: Vec<T>,
+    /// Whether more items follow the last one.
+    pub has_more: bool,
+}
+
+/// The storage engine. Implemented by the SQLite and PostgreSQL stores.
+///
+/// Every method that takes `now` treats holds with `expires_at <= now` as expired, whether
+/// or not they are marked: such a hold never blocks a sale and is never counted as held.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Reads an installation-wide setting.
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Writes a setting unless it exists; returns whether it was written. Several
+    /// instances starting at once agree on one value.
+    async fn insert_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError>;
+
+    /// Creates an organization.
+    async fn create_organization(&self, organization: &Organization) -> Result<(), StoreError>;
+
+    /// Reads an organization.
+    async fn get_organization(&self, id: &OrganizationId) -> Result<Organization, StoreError>;
+
+    /// How many organizations exist (the demo seeds only an empty installation).
+    async fn count_organizations(&self) -> Result<i64, StoreError>;
+
+    /// Stores an API key's hash. `NotFound` when the organization does not exist.
+    async fn create_api_key(&self, key: &StoredApiKey, created_at: Timestamp) -> Result<(), StoreError>;
+
+    /// Looks up an API key for authentication.
+    async fn find_api_key(&self, id: &ApiKeyId) -> Result<Option<StoredApiKey>, StoreError>;
+
+    /// Creates an event. `NotFound` when the organization does not exist.
+    async fn create_event(&self, event: &Event) -> Result<(), StoreError>;
+
+    /// Reads an event with its ticket types and their inventory at `now`.
+    async fn get_event(&self, id: &EventId, now: Timestamp) -> Result<EventWithTicketTypes, StoreError>;
+
+    /// Lists events, newest first, optionally of one organization only.
+    async fn list_events(
+        &self,
+        organization: Option<&OrganizationId>,
+        page: &PageRequest<EventId>,
+        now: Timestamp,
+    ) -> Result<Page<EventWithTicketTypes>, StoreError>;
+
+    /// Creates a ticket type with nothing sold or held. `NotFound` when the event does not exist.
+    async fn create_ticket_type(&self, ticket_type: &TicketType) -> Result<(), StoreError>;
+
+    /// Reads a ticket type with its inventory at `now`.
+    async fn get_ticket_type(&self, id: &TicketTypeId, now: Timestamp) -> Result<TicketType, StoreError>;
+
+    /// Changes a ticket type. A capacity below sold + held (held at `now`) is refused with
+    /// `CapacityBelowCommitted` and nothing changes.
+    async fn update_ticket_type(
+        &self,
+        id: &TicketTypeId,
+        changes: &TicketTypeChanges,
+        now: Timestamp,
+    ) -> Result<TicketType, StoreError>;
+
+    /// Places a hold, all items or none. The hold arrives complete and `active`, its items
+    /// sorted by ticket type id. When a ticket type lacks capacity at `now` — after holds
+    /// that expired by `now` have been released — answers `SoldOut` naming it, and nothing
+    /// is held. Never lets `sold + held` exceed `capacity`, under any concurrency.
+    async fn place_hold(&self, hold: &Hold, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Reads a hold.
+    async fn get_hold(&self, id: &HoldId) -> Result<Hold, StoreError>;
+
+    /// Cancels a hold and releases its tickets. Idempotent: a cancelled hold stays
+    /// cancelled; a hold expired at `now` is marked expired (released once) and returned
+    /// as such; a completed hold answers `HoldCompleted`.
+    async fn cancel_hold(&self, id: &HoldId, now: Timestamp) -> Result<Hold, StoreError>;
+
+    /// Marks up to `limit` holds that expired by `now` as expired and releases their
+    /// tickets, in one transaction. Returns how many it marked. Concurrent callers (other
+    /// instances) never mark the same hold.
+    async fn expire_holds(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError>;
+
+    /// Counts holds by their status at `now`.
+    async fn reservation_stats(&self, now: Timestamp) -> Result<ReservationStats, StoreError>;
+
+    /// Records a job run, and forgets runs of the same job started before `keep_after`.
+    async fn record_job_run(&self, run: &JobRun, keep_after: Timestamp) -> Result<(), StoreError>;
+
+    /// Lists runs of a job, newest first.
+    async fn list_job_runs(&self, job: &str, limit: u32) -> Result<Vec<JobRun>, StoreError>;
+}

@@ -1,0 +1,40 @@
+//! The server's configuration, already parsed. The CLI (in the `boxoffice` crate) reads
+//! flags and environment variables into this.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use boxoffice_core::auth::SecretToken;
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `sqlite://PATH` or `postgres://…`.
+    pub database_url: String,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The operator token, if configured; otherwise one is generated at first start.
+    pub admin_token: Option<SecretToken>,
+    /// Default hold length.
+    pub hold_duration: Duration,
+    /// How often the expiry sweeper runs.
+    pub sweep_interval: Duration,
+    /// Public requests per client address per minute; 0 turns the limit off.
+    pub rate_limit_per_minute: u32,
+    /// Seed demo data into an empty database.
+    pub demo: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://boxoffice.db".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_token: None,
+            hold_duration: Duration::from_secs(15 * 60),
+            sweep_interval: Duration::from_secs(30),
+            rate_limit_per_minute: 600,
+            demo: false,
+        }
+    }
+}

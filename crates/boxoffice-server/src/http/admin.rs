@@ -1,0 +1,136 @@
+//! Operator endpoints: hold statistics and background job runs (SPEC §4). Organization
+//! keys get 404 here: these cover the whole installation.
+
+use axum::Json;
+use axum::extract::State;
+use boxoffice_core::auth::Caller;
+use boxoffice_core::jobs::{self, JobRun};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::auth::Authenticated;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiQuery, parse_limit};
+use crate::jobs::sweeper;
+
+/// The jobs whose runs are recorded.
+const KNOWN_JOBS: &[&str] = &[jobs::EXPIRE_HOLDS];
+
+fn require_operator(caller: &Caller) -> Result<(), ApiError> {
+    match caller {
+        Caller::Operator => Ok(()),
+        Caller::Organization { .. } => Err(ApiError::not_found("resource")),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReservationStatsResponse {
+    pub active: i64,
+    pub expired: i64,
+    pub completed: i64,
+    pub cancelled: i64,
+    pub oldest_active_created_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobRunResponse {
+    pub id: String,
+    pub job: String,
+    pub started_at: String,
+    pub finished_at: String,
+    /// `succeeded` or `failed`.
+    pub outcome: &'static str,
+    /// For `expire-holds`: holds expired.
+    pub affected: u64,
+    pub error: Option<String>,
+}
+
+impl From<JobRun> for JobRunResponse {
+    fn from(run: JobRun) -> Self {
+        Self {
+            id: run.id.to_string(),
+            job: run.job,
+            started_at: run.started_at.to_rfc3339(),
+            finished_at: run.finished_at.to_rfc3339(),
+            outcome: run.outcome.as_str(),
+            affected: run.affected,
+            error: run.error,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobRunList {
+    pub data: Vec<JobRunResponse>,
+    pub has_more: bool,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct JobRunsParams {
+    /// The job; default `expire-holds`.
+    pub job: Option<String>,
+    /// 1 to 500; default 20.
+    pub limit: Option<i64>,
+}
+
+/// Hold counts by status, with expiry by the clock (not by the sweeper).
+#[utoipa::path(get, path = "/api/v1/admin/stats/reservations", tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, body = ReservationStatsResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn reservation_stats(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Json<ReservationStatsResponse>, ApiError> {
+    require_operator(&caller)?;
+    let stats = state.boxoffice.reservation_stats().await?;
+    Ok(Json(ReservationStatsResponse {
+        active: stats.active,
+        expired: stats.expired,
+        completed: stats.completed,
+        cancelled: stats.cancelled,
+        oldest_active_created_at: stats.oldest_active_created_at.map(|at| at.to_rfc3339()),
+    }))
+}
+
+/// The latest runs of a job, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/jobs/runs", tag = "admin",
+    params(JobRunsParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = JobRunList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn job_runs(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiQuery(params): ApiQuery<JobRunsParams>,
+) -> Result<Json<JobRunList>, ApiError> {
+    require_operator(&caller)?;
+    let job = params.job.as_deref().unwrap_or(jobs::EXPIRE_HOLDS);
+    if !KNOWN_JOBS.contains(&job) {
+        return Err(ApiError::bad_request(format!(
+            "unknown job {job:?}; known jobs: {}",
+            KNOWN_JOBS.join(", ")
+        )));
+    }
+    let limit = parse_limit(params.limit)?;
+    // One more than asked tells whether more exist.
+    let mut runs = state.boxoffice.list_job_runs(job, limit + 1).await?;
+    let has_more = runs.len() > limit as usize;
+    runs.truncate(limit as usize);
+    Ok(Json(JobRunList {
+        data: runs.into_iter().map(Into::into).collect(),
+        has_more,
+    }))
+}
+
+/// Run the expiry sweeper now; answers the run record.
+#[utoipa::path(post, path = "/api/v1/admin/jobs/expire-holds/run", tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, body = JobRunResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn run_expire_holds(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Json<JobRunResponse>, ApiError> {
+    require_operator(&caller)?;
+    let run = sweeper::sweep_once(&state.boxoffice, &state.metrics).await?;
+    Ok(Json(run.into()))
+}

@@ -1,0 +1,191 @@
+//! Request plumbing shared by every route: request ids, one log line and metrics per
+//! request, failure recording, and the per-address rate limit of public endpoints.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rand::RngCore;
+use tracing::Instrument;
+
+use super::AppState;
+use super::error::{ApiError, InternalError};
+use crate::telemetry::{self, Component};
+
+/// The request id header, read from the request when it carries one and always answered.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of the current request, for handlers and logs.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// A client's own request id is kept when it is 1–128 visible ASCII characters;
+/// anything else is replaced, so logs and headers never carry hostile text.
+fn acceptable_request_id(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    let ok = !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| text.to_owned())
+}
+
+fn generate_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Outermost layer: assigns the request id, times the request, logs it once, counts it,
+/// and records 5xx answers with their internal cause.
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(acceptable_request_id)
+        .unwrap_or_else(generate_request_id);
+    request.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let mut response = next.run(request).instrument(span.clone()).await;
+
+    let status = response.status();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .observe_request(&method, &route, status.as_u16(), elapsed.as_secs_f64());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID.clone(), value);
+    }
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        let detail = response
+            .extensions()
+            .get::<InternalError>()
+            .map_or("no detail recorded", |internal| internal.0.as_str());
+        telemetry::record_failure(Component::Http, Some(&request_id), detail);
+        tracing::warn!(parent: &span, status = status.as_u16(), latency_ms, "request answered");
+    } else {
+        tracing::info!(parent: &span, status = status.as_u16(), latency_ms, "request answered");
+    }
+    response
+}
+
+/// Answers a panic in a handler with a 500 body; `observe` then records it.
+pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal(format!("panic: {}", super::error::panic_message(payload.as_ref()))).into_response()
+}
+
+/// A token bucket per client address: `per_minute` tokens, refilled continuously, so a
+/// client may burst up to the limit and then proceeds at the limit's rate.
+pub struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Above this many tracked addresses, full buckets (idle clients) are forgotten.
+const MAX_TRACKED_ADDRESSES: usize = 100_000;
+
+impl RateLimiter {
+    /// A limiter; `per_minute == 0` lets everything through.
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token for `address`; on refusal, the seconds until one is available.
+    pub fn check(&self, address: IpAddr) -> Result<(), u64> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let capacity = f64::from(self.per_minute);
+        let per_second = capacity / 60.0;
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if buckets.len() >= MAX_TRACKED_ADDRESSES {
+            buckets.retain(|_, bucket| {
+                bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * per_second < capacity
+            });
+        }
+        let bucket = buckets.entry(address).or_insert(Bucket {
+            tokens: capacity,
+            updated: now,
+        });
+        bucket.tokens = (bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * per_second).min(capacity);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - bucket.tokens) / per_second).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+/// Applies the rate limit to public routes, by the connecting address.
+pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    if let Some(address) = address
+        && let Err(retry_after) = state.rate_limiter.check(address)
+    {
+        return ApiError::rate_limited(retry_after).into_response();
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_the_limit_then_refuses_with_a_retry_delay() {
+        let limiter = RateLimiter::new(3);
+        let address = IpAddr::from([127, 0, 0, 1]);
+        for _ in 0..3 {
+            assert_eq!(limiter.check(address), Ok(()));
+        }
+        assert_eq!(limiter.check(address), Err(20));
+        // Another address has its own bucket.
+        assert_eq!(limiter.check(IpAddr::from([127, 0, 0, 2])), Ok(()));
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        let limiter = RateLimiter::new(0);
+        for _ in 0..10_000 {
+            assert_eq!(limiter.check(IpAddr::from([127, 0, 0, 1])), Ok(()));
+        }
+    }
+
+    #[test]
+    fn hostile_request_ids_are_replaced() {
+        assert_eq!(
+            acceptable_request_id(&HeaderValue::from_static("abc-123")),
+            Some("abc-123".into())
+        );
+        assert_eq!(acceptable_request_id(&HeaderValue::from_static("has space")), None);
+        let long = "x".repeat(129);
+        assert_eq!(
+            acceptable_request_id(&HeaderValue::from_str(&long).expect("ascii")),
+            None
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! The HTTP API: the router, the state handlers share, and one module per resource.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod health;
+pub mod holds;
+pub mod middleware;
+pub mod openapi;
+pub mod organizations;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
+use axum::routing::{get, patch, post};
+use boxoffice_core::BoxOffice;
+use boxoffice_core::auth::TokenHash;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::metrics::Metrics;
+use error::ApiError;
+use middleware::RateLimiter;
+
+/// The largest request body accepted, in bytes. JSON bodies of this API are tiny; the
+/// limit is generous for them and keeps a hostile client from making us buffer much.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The use cases.
+    pub boxoffice: BoxOffice,
+    /// The operator token's hash.
+    pub operator_token_hash: TokenHash,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// The public endpoints' per-address limit.
+    pub rate_limiter: Arc<RateLimiter>,
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    // Public buyer endpoints: no auth, rate-limited per client address.
+    let public = Router::new()
+        .route("/api/v1/events", get(events::list))
+        .route("/api/v1/events/{event_id}", get(events::get))
+        .route("/api/v1/reservations", post(holds::create))
+        .route(
+            "/api/v1/reservations/{reservation_id}",
+            get(holds::get).delete(holds::cancel),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::rate_limit,
+        ));
+
+    let authenticated = Router::new()
+        .route("/api/v1/organizations", post(organizations::create))
+        .route("/api/v1/organizations/{org_id}", get(organizations::get))
+        .route(
+            "/api/v1/organizations/{org_id}/api-keys",
+            post(organizations::create_api_key),
+        )
+        .route("/api/v1/events", post(events::create))
+        .route(
+            "/api/v1/events/{event_id}/ticket-types",
+            post(events::create_ticket_type),
+        )
+        .route(
+            "/api/v1/ticket-types/{ticket_type_id}",
+            patch(events::update_ticket_type),
+        )
+        .route("/api/v1/admin/stats/reservations", get(admin::reservation_stats))
+        .route("/api/v1/admin/jobs/runs", get(admin::job_runs))
+        .route("/api/v1/admin/jobs/expire-holds/run", post(admin::run_expire_holds));
+
+    let operations = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/api/openapi.json", get(openapi::serve));
+
+    Router::new()
+        .merge(public)
+        .merge(authenticated)
+        .merge(operations)
+        .fallback(|| async { ApiError::not_found("route").into_response() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
+        .with_state(state)
+}

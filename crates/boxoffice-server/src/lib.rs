@@ -1,0 +1,18 @@
+//! The boxoffice server: configuration, the HTTP API, background jobs and telemetry,
+//! assembled around the use cases of `boxoffice-core`.
+//!
+//! Layout: `http/` has one module per resource plus the shared plumbing (errors,
+//! extractors, middleware); `jobs/` the background tasks; `startup` wires a store, the
+//! use cases, the router and the jobs into a running [`startup::Server`].
+
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod jobs;
+pub mod metrics;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+
+pub use config::ServerConfig;
+pub use startup::Server;

@@ -1,0 +1,136 @@
+//! Prometheus metrics, one registry per server (tests run several servers in one process).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to ~8 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 15))
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    holds_created: Counter,
+    holds_sold_out: Counter,
+    holds_expired: Counter,
+    sweeper_runs: Family<OutcomeLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("boxoffice");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            requests.clone(),
+        );
+        let request_seconds =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            request_seconds.clone(),
+        );
+        let holds_created = Counter::default();
+        registry.register("holds_created", "Holds placed", holds_created.clone());
+        let holds_sold_out = Counter::default();
+        registry.register(
+            "holds_sold_out",
+            "Hold requests answered sold_out",
+            holds_sold_out.clone(),
+        );
+        let holds_expired = Counter::default();
+        registry.register(
+            "holds_expired",
+            "Holds marked expired by the sweeper",
+            holds_expired.clone(),
+        );
+        let sweeper_runs = Family::<OutcomeLabels, Counter>::default();
+        registry.register("sweeper_runs", "Expiry sweeper runs by outcome", sweeper_runs.clone());
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            holds_created,
+            holds_sold_out,
+            holds_expired,
+            sweeper_runs,
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.request_seconds
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Counts a placed hold.
+    pub fn hold_created(&self) {
+        self.holds_created.inc();
+    }
+
+    /// Counts a sold-out answer.
+    pub fn hold_sold_out(&self) {
+        self.holds_sold_out.inc();
+    }
+
+    /// Counts a sweeper run and what it expired.
+    pub fn sweeper_run(&self, succeeded: bool, expired: u64) {
+        let outcome = if succeeded { "succeeded" } else { "failed" };
+        self.sweeper_runs
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.holds_expired.inc_by(expired);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

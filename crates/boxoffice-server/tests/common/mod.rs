@@ -1,0 +1,307 @@
+//! Test helpers: a fresh database per test on either engine, and `spawn_app`, which runs
+//! the real server on port 0 over it.
+//!
+//! PostgreSQL tests use `BOXOFFICE_TEST_POSTGRES_URL` (set by `scripts/test.sh`, which
+//! finds or starts a server), falling back to the local server on 127.0.0.1:5432. They
+//! fail loudly when no server is reachable; they never skip.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use boxoffice_core::auth::SecretToken;
+use boxoffice_core::{Clock, ManualClock, Store};
+use boxoffice_server::{Server, ServerConfig};
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+/// The two storage engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database, removed (SQLite) or left for `scripts/test.sh` to drop (PostgreSQL).
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("BOXOFFICE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+impl TestDatabase {
+    pub async fn new(engine: Engine) -> Self {
+        match engine {
+            Engine::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("boxoffice.db").display());
+                Self { url, _dir: Some(dir) }
+            }
+            Engine::Postgres => {
+                let admin = postgres_admin_url();
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|err| {
+                    panic!(
+                        "PostgreSQL tests need a server: run scripts/test.sh, or set BOXOFFICE_TEST_POSTGRES_URL \
+                         (tried {admin}): {err}"
+                    )
+                });
+                let name = format!("boxoffice_test_{}", hex_suffix());
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+                Self {
+                    url: format!("{base}/{name}"),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    pub async fn store(&self) -> Arc<dyn Store> {
+        boxoffice_server::store::connect(&self.url).await.unwrap()
+    }
+}
+
+fn hex_suffix() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+pub const OPERATOR_TOKEN: &str = "bo_admin_test_operator_token";
+
+/// Options for a test server.
+pub struct AppOptions {
+    pub clock: Option<ManualClock>,
+    pub rate_limit_per_minute: u32,
+    pub hold_duration: Duration,
+    pub sweep_interval: Duration,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            clock: None,
+            rate_limit_per_minute: 0,
+            hold_duration: Duration::from_secs(15 * 60),
+            // Off: tests drive the sweeper themselves.
+            sweep_interval: Duration::ZERO,
+        }
+    }
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: Option<ManualClock>,
+    pub store: Arc<dyn Store>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn spawn_app(database: &TestDatabase, options: AppOptions) -> TestApp {
+    let config = ServerConfig {
+        database_url: database.url.clone(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_token: Some(SecretToken::new(OPERATOR_TOKEN)),
+        hold_duration: options.hold_duration,
+        sweep_interval: options.sweep_interval,
+        rate_limit_per_minute: options.rate_limit_per_minute,
+        demo: false,
+    };
+    let clock: Arc<dyn Clock> = match &options.clock {
+        Some(clock) => Arc::new(clock.clone()),
+        None => Arc::new(boxoffice_core::SystemClock),
+    };
+    let server = Server::build(config, clock).await.unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let store = server.boxoffice().store().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    TestApp {
+        base,
+        client,
+        clock: options.clock,
+        store,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
+/// An answer: status, headers and JSON body (Null when the body is not JSON).
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn get_as(&self, token: &str, path: &str) -> Answer {
+        self.send(self.client.get(self.url(path)).bearer_auth(token)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(self.client.post(self.url(path)).json(&body)).await
+    }
+
+    pub async fn post_as(&self, token: &str, path: &str, body: Value) -> Answer {
+        self.send(self.client.post(self.url(path)).bearer_auth(token).json(&body))
+            .await
+    }
+
+    pub async fn patch_as(&self, token: &str, path: &str, body: Value) -> Answer {
+        self.send(self.client.patch(self.url(path)).bearer_auth(token).json(&body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send(self.client.delete(self.url(path))).await
+    }
+
+    /// Creates an organization as the operator; returns its id.
+    pub async fn create_organization(&self, name: &str) -> String {
+        let answer = self
+            .post_as(OPERATOR_TOKEN, "/api/v1/organizations", json!({ "name": name }))
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        answer.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates an event with ticket types `(name, price_cents, capacity)`; returns the event
+    /// id and the ticket type ids in order.
+    pub async fn create_event(&self, org: &str, ticket_types: &[(&str, i64, i64)]) -> (String, Vec<String>) {
+        self.create_event_with(org, json!({}), ticket_types).await
+    }
+
+    pub async fn create_event_with(
+        &self,
+        org: &str,
+        extra: Value,
+        ticket_types: &[(&str, i64, i64)],
+    ) -> (String, Vec<String>) {
+        let mut body = json!({
+            "organization_id": org, "name": "Test event", "starts_at": "2030-06-01T19:30:00Z", "currency": "EUR",
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let answer = self.post_as(OPERATOR_TOKEN, "/api/v1/events", body).await;
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        let event = answer.body["id"].as_str().unwrap().to_owned();
+        let mut ids = Vec::new();
+        for (name, price, capacity) in ticket_types {
+            let answer = self
+                .post_as(
+                    OPERATOR_TOKEN,
+                    &format!("/api/v1/events/{event}/ticket-types"),
+                    json!({ "name": name, "price_cents": price, "capacity": capacity }),
+                )
+                .await;
+            assert_eq!(answer.status, 201, "{}", answer.body);
+            ids.push(answer.body["id"].as_str().unwrap().to_owned());
+        }
+        (event, ids)
+    }
+
+    /// Holds `items` of `(ticket_type_id, quantity)`.
+    pub async fn hold(&self, event: &str, items: &[(&str, i64)]) -> Answer {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(id, quantity)| json!({ "ticket_type_id": id, "quantity": quantity }))
+            .collect();
+        self.post("/api/v1/reservations", json!({ "event_id": event, "items": items }))
+            .await
+    }
+
+    /// The ticket type's inventory as the public event endpoint shows it: (sold, held, available).
+    pub async fn inventory(&self, event: &str, ticket_type: &str) -> (i64, i64, i64) {
+        let answer = self.get(&format!("/api/v1/events/{event}")).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let tt = answer.body["ticket_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|tt| tt["id"] == ticket_type)
+            .unwrap()
+            .clone();
+        (
+            tt["sold"].as_i64().unwrap(),
+            tt["held"].as_i64().unwrap(),
+            tt["available"].as_i64().unwrap(),
+        )
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.clock
+            .as_ref()
+            .expect("this app was spawned with a manual clock")
+            .advance(by);
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// Declares one async test per engine: `both_engines!(name, |engine| async { … })`
+/// expands to `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! both_engines {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                ($body)($crate::common::Engine::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                ($body)($crate::common::Engine::Postgres).await
+            }
+        }
+    };
+}

@@ -1,0 +1,574 @@
+//! The Store contract: every method of `boxoffice_core::Store`, run against SQLite and
+//! PostgreSQL alike. Time is passed in explicitly, so expiry is tested without sleeping.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use boxoffice_core::auth::{SecretToken, StoredApiKey, mint_api_key};
+use boxoffice_core::events::{Capacity, Event, MaxPerOrder, TicketType, TicketTypeChanges};
+use boxoffice_core::holds::{Hold, HoldItem, HoldStatus, Quantity};
+use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, JobRunId, OrganizationId, TicketTypeId};
+use boxoffice_core::jobs::{JobOutcome, JobRun};
+use boxoffice_core::money::{Cents, Currency};
+use boxoffice_core::organizations::{Name, Organization};
+use boxoffice_core::{PageRequest, Store, StoreError, Timestamp};
+use common::{Engine, TestDatabase};
+
+const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+const HOLD: Duration = Duration::from_secs(600);
+
+fn at(seconds: u64) -> Timestamp {
+    T0.plus(Duration::from_secs(seconds))
+}
+
+struct Fixture {
+    store: Arc<dyn Store>,
+    org: OrganizationId,
+    event: EventId,
+    ticket_types: Vec<TicketTypeId>,
+    _db: TestDatabase,
+}
+
+async fn fixture(engine: Engine, capacities: &[i64]) -> Fixture {
+    let db = TestDatabase::new(engine).await;
+    let store = db.store().await;
+    let org = organization(&store, "Org").await;
+    let event = event(&store, &org, T0).await;
+    let mut ticket_types = Vec::new();
+    for (i, capacity) in capacities.iter().enumerate() {
+        let mut tt = new_ticket_type(&event, &format!("Type {i}"), *capacity);
+        // Distinct creation instants give the listing order (created_at, then id).
+        tt.created_at = at(i as u64);
+        store.create_ticket_type(&tt).await.unwrap();
+        ticket_types.push(tt.id);
+    }
+    Fixture {
+        store,
+        org,
+        event,
+        ticket_types,
+        _db: db,
+    }
+}
+
+async fn organization(store: &Arc<dyn Store>, name: &str) -> OrganizationId {
+    let org = Organization {
+        id: OrganizationId::generate(),
+        name: Name::parse(name).unwrap(),
+        created_at: T0,
+    };
+    store.create_organization(&org).await.unwrap();
+    org.id
+}
+
+async fn event(store: &Arc<dyn Store>, org: &OrganizationId, created_at: Timestamp) -> EventId {
+    let event = Event {
+        id: EventId::generate(),
+        organization_id: org.clone(),
+        name: Name::parse("Concert").unwrap(),
+        starts_at: at(86_400),
+        currency: Currency::parse("EUR").unwrap(),
+        hold_seconds: None,
+        created_at,
+    };
+    store.create_event(&event).await.unwrap();
+    event.id
+}
+
+fn new_ticket_type(event: &EventId, name: &str, capacity: i64) -> TicketType {
+    TicketType {
+        id: TicketTypeId::generate(),
+        event_id: event.clone(),
+        name: Name::parse(name).unwrap(),
+        price: Cents::parse_price(1_000).unwrap(),
+        capacity: Capacity::parse(capacity).unwrap(),
+        max_per_order: MaxPerOrder::default(),
+        on_sale: true,
+        sold: 0,
+        held: 0,
+        created_at: T0,
+    }
+}
+
+fn hold(event: &EventId, items: &[(&TicketTypeId, u32)], created_at: Timestamp) -> Hold {
+    let mut items: Vec<HoldItem> = items
+        .iter()
+        .map(|(id, quantity)| HoldItem {
+            ticket_type_id: (*id).clone(),
+            quantity: Quantity::from_trusted(*quantity),
+            unit_price: Cents::from_trusted(1_000),
+        })
+        .collect();
+    items.sort_by(|a, b| a.ticket_type_id.cmp(&b.ticket_type_id));
+    let amount = items.iter().fold(Cents::from_trusted(0), |sum, i| {
+        sum.plus(i.unit_price.times(i.quantity.get()))
+    });
+    Hold {
+        id: HoldId::generate(),
+        event_id: event.clone(),
+        stored_status: HoldStatus::Active,
+        customer_email: None,
+        items,
+        amount,
+        currency: Currency::parse("EUR").unwrap(),
+        created_at,
+        expires_at: created_at.plus(HOLD),
+    }
+}
+
+impl Fixture {
+    async fn place(&self, items: &[(usize, u32)], now: Timestamp) -> Result<Hold, StoreError> {
+        let items: Vec<(&TicketTypeId, u32)> = items.iter().map(|(i, q)| (&self.ticket_types[*i], *q)).collect();
+        let hold = hold(&self.event, &items, now);
+        self.store.place_hold(&hold, now).await.map(|()| hold)
+    }
+
+    /// (sold, held, available) of ticket type `i` at `now`.
+    async fn inventory(&self, i: usize, now: Timestamp) -> (i64, i64, i64) {
+        let tt = self.store.get_ticket_type(&self.ticket_types[i], now).await.unwrap();
+        (tt.sold, tt.held, tt.available())
+    }
+}
+
+both_engines!(settings_are_written_once, |engine| async move {
+    let f = fixture(engine, &[]).await;
+    assert_eq!(f.store.get_setting("k").await.unwrap(), None);
+    assert!(f.store.insert_setting_if_absent("k", "first").await.unwrap());
+    assert!(!f.store.insert_setting_if_absent("k", "second").await.unwrap());
+    assert_eq!(f.store.get_setting("k").await.unwrap().as_deref(), Some("first"));
+    f.store.ping().await.unwrap();
+});
+
+both_engines!(organizations_and_api_keys, |engine| async move {
+    let f = fixture(engine, &[]).await;
+    let org = f.store.get_organization(&f.org).await.unwrap();
+    assert_eq!(org.name.as_str(), "Org");
+    assert_eq!(org.created_at, T0);
+    assert_eq!(f.store.count_organizations().await.unwrap(), 1);
+    assert!(matches!(
+        f.store.get_organization(&OrganizationId::generate()).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let minted = mint_api_key();
+    let key = StoredApiKey {
+        id: minted.id.clone(),
+        organization_id: f.org.clone(),
+        secret_hash: minted.secret_hash,
+    };
+    f.store.create_api_key(&key, T0).await.unwrap();
+    let found = f.store.find_api_key(&minted.id).await.unwrap().unwrap();
+    assert_eq!(found.organization_id, f.org);
+    let (_, secret) = boxoffice_core::auth::split_api_key(&minted.key).unwrap();
+    assert!(found.secret_hash.matches(&secret));
+    assert!(!found.secret_hash.matches(&SecretToken::new("guess")));
+    assert!(f.store.find_api_key(&ApiKeyId::generate()).await.unwrap().is_none());
+
+    let orphan = StoredApiKey {
+        id: ApiKeyId::generate(),
+        organization_id: OrganizationId::generate(),
+        secret_hash: key.secret_hash,
+    };
+    assert!(matches!(
+        f.store.create_api_key(&orphan, T0).await,
+        Err(StoreError::NotFound("organization"))
+    ));
+});
+
+both_engines!(events_with_ticket_types, |engine| async move {
+    let f = fixture(engine, &[100, 5]).await;
+    let event = f.store.get_event(&f.event, T0).await.unwrap();
+    assert_eq!(event.event.organization_id, f.org);
+    assert_eq!(event.event.currency.as_str(), "EUR");
+    let names: Vec<_> = event
+        .ticket_types
+        .iter()
+        .map(|tt| tt.name.as_str().to_owned())
+        .collect();
+    assert_eq!(names, ["Type 0", "Type 1"]);
+    assert_eq!(event.ticket_types[0].available(), 100);
+    assert!(matches!(
+        f.store.get_event(&EventId::generate(), T0).await,
+        Err(StoreError::NotFound("event"))
+    ));
+
+    let orphan_event = Event {
+        organization_id: OrganizationId::generate(),
+        ..event.event.clone()
+    };
+    let orphan_event = Event {
+        id: EventId::generate(),
+        ..orphan_event
+    };
+    assert!(matches!(
+        f.store.create_event(&orphan_event).await,
+        Err(StoreError::NotFound("organization"))
+    ));
+    let orphan_tt = new_ticket_type(&EventId::generate(), "Nowhere", 1);
+    assert!(matches!(
+        f.store.create_ticket_type(&orphan_tt).await,
+        Err(StoreError::NotFound("event"))
+    ));
+    assert!(matches!(
+        f.store.get_ticket_type(&TicketTypeId::generate(), T0).await,
+        Err(StoreError::NotFound("ticket type"))
+    ));
+});
+
+both_engines!(events_are_listed_newest_first_with_cursors, |engine| async move {
+    let f = fixture(engine, &[]).await;
+    let other_org = organization(&f.store, "Other").await;
+    let mut ids = vec![f.event.clone()];
+    for i in 1..5 {
+        ids.push(event(&f.store, &f.org, at(i)).await);
+    }
+    event(&f.store, &other_org, at(10)).await;
+    ids.reverse(); // newest first
+
+    let first = f
+        .store
+        .list_events(
+            Some(&f.org),
+            &PageRequest {
+                limit: 2,
+                starting_after: None,
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let got: Vec<_> = first.data.iter().map(|e| e.event.id.clone()).collect();
+    assert_eq!(got, ids[..2]);
+    assert!(first.has_more);
+    let rest = f
+        .store
+        .list_events(
+            Some(&f.org),
+            &PageRequest {
+                limit: 10,
+                starting_after: Some(ids[1].clone()),
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let got: Vec<_> = rest.data.iter().map(|e| e.event.id.clone()).collect();
+    assert_eq!(got, ids[2..]);
+    assert!(!rest.has_more);
+
+    let all = f
+        .store
+        .list_events(
+            None,
+            &PageRequest {
+                limit: 100,
+                starting_after: None,
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.data.len(), 6);
+    let unknown = PageRequest {
+        limit: 10,
+        starting_after: Some(EventId::generate()),
+    };
+    assert!(matches!(
+        f.store.list_events(None, &unknown, T0).await,
+        Err(StoreError::NotFound(_))
+    ));
+});
+
+both_engines!(holds_take_capacity_and_sold_out_names_the_type, |engine| async move {
+    let f = fixture(engine, &[3]).await;
+    let placed = f.place(&[(0, 2)], T0).await.unwrap();
+    assert_eq!(f.inventory(0, T0).await, (0, 2, 1));
+    let stored = f.store.get_hold(&placed.id).await.unwrap();
+    assert_eq!(stored, placed);
+
+    match f.place(&[(0, 2)], T0).await {
+        Err(StoreError::SoldOut {
+            ticket_type_id,
+            ticket_type_name,
+        }) => {
+            assert_eq!(ticket_type_id, f.ticket_types[0]);
+            assert_eq!(ticket_type_name, "Type 0");
+        }
+        other => panic!("expected SoldOut, got {other:?}"),
+    }
+    assert_eq!(f.inventory(0, T0).await, (0, 2, 1), "a refused hold takes nothing");
+    f.place(&[(0, 1)], T0).await.unwrap();
+    assert_eq!(f.inventory(0, T0).await, (0, 3, 0));
+    assert!(matches!(
+        f.store.get_hold(&HoldId::generate()).await,
+        Err(StoreError::NotFound(_))
+    ));
+});
+
+both_engines!(multi_item_holds_are_all_or_nothing, |engine| async move {
+    let f = fixture(engine, &[10, 1]).await;
+    f.place(&[(1, 1)], T0).await.unwrap();
+    let refused = f.place(&[(0, 4), (1, 1)], T0).await;
+    assert!(
+        matches!(&refused, Err(StoreError::SoldOut { ticket_type_name, .. }) if ticket_type_name == "Type 1"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        f.inventory(0, T0).await,
+        (0, 0, 10),
+        "nothing of the first item stays held"
+    );
+    assert_eq!(f.inventory(1, T0).await, (0, 1, 0));
+    let placed = f.place(&[(0, 4)], T0).await.unwrap();
+    assert_eq!(placed.items.len(), 1);
+});
+
+both_engines!(
+    an_expired_hold_never_blocks_a_sale_even_before_the_sweep,
+    |engine| async move {
+        let f = fixture(engine, &[2]).await;
+        let first = f.place(&[(0, 2)], T0).await.unwrap();
+        let just_before = first.expires_at.plus(Duration::ZERO);
+        let just_before = Timestamp::from_millis(just_before.as_millis() - 1);
+        assert!(
+            f.place(&[(0, 1)], just_before).await.is_err(),
+            "still held one millisecond before expiry"
+        );
+        assert_eq!(f.inventory(0, just_before).await, (0, 2, 0));
+
+        // At the expiry instant the tickets are free for readers and buyers, with no sweep.
+        let expiry = first.expires_at;
+        assert_eq!(f.inventory(0, expiry).await, (0, 0, 2));
+        let second = f.place(&[(0, 2)], expiry).await.unwrap();
+        assert_eq!(f.inventory(0, expiry).await, (0, 2, 0));
+        let released = f.store.get_hold(&first.id).await.unwrap();
+        assert_eq!(released.stored_status, HoldStatus::Expired, "released holds are marked");
+        assert_eq!(
+            f.store.expire_holds(expiry, 100).await.unwrap(),
+            0,
+            "nothing left for the sweeper"
+        );
+        assert_eq!(
+            f.store.get_hold(&second.id).await.unwrap().stored_status,
+            HoldStatus::Active
+        );
+    }
+);
+
+both_engines!(cancelling_releases_once_and_is_idempotent, |engine| async move {
+    let f = fixture(engine, &[5]).await;
+    let placed = f.place(&[(0, 3)], T0).await.unwrap();
+    let cancelled = f.store.cancel_hold(&placed.id, at(1)).await.unwrap();
+    assert_eq!(cancelled.stored_status, HoldStatus::Cancelled);
+    assert_eq!(f.inventory(0, at(1)).await, (0, 0, 5));
+    let again = f.store.cancel_hold(&placed.id, at(2)).await.unwrap();
+    assert_eq!(again.stored_status, HoldStatus::Cancelled);
+    assert_eq!(
+        f.inventory(0, at(2)).await,
+        (0, 0, 5),
+        "a repeated cancel releases nothing more"
+    );
+
+    // Cancelling a hold whose time ran out marks it expired, releasing it exactly once.
+    let late = f.place(&[(0, 2)], at(3)).await.unwrap();
+    let after_expiry = late.expires_at;
+    let answer = f.store.cancel_hold(&late.id, after_expiry).await.unwrap();
+    assert_eq!(answer.stored_status, HoldStatus::Expired);
+    assert_eq!(f.store.expire_holds(after_expiry, 100).await.unwrap(), 0);
+    assert_eq!(f.inventory(0, after_expiry).await, (0, 0, 5));
+    let mut counters = f.store.get_ticket_type(&f.ticket_types[0], T0).await.unwrap();
+    counters.held = counters.held.max(0);
+    assert_eq!(counters.held, 0, "the stored counter is back to zero, not below");
+    assert!(matches!(
+        f.store.cancel_hold(&HoldId::generate(), T0).await,
+        Err(StoreError::NotFound(_))
+    ));
+});
+
+both_engines!(expire_holds_works_in_bounded_batches, |engine| async move {
+    let f = fixture(engine, &[100, 100]).await;
+    let mut holds = Vec::new();
+    for i in 0..7 {
+        holds.push(f.place(&[(0, 1), (1, 2)], at(i)).await.unwrap());
+    }
+    let live = f.place(&[(0, 1)], at(500)).await.unwrap();
+    let now = at(7).plus(HOLD);
+    assert_eq!(f.store.expire_holds(now, 3).await.unwrap(), 3);
+    assert_eq!(f.store.expire_holds(now, 3).await.unwrap(), 3);
+    assert_eq!(f.store.expire_holds(now, 3).await.unwrap(), 1);
+    assert_eq!(f.store.expire_holds(now, 3).await.unwrap(), 0);
+    for h in &holds {
+        assert_eq!(
+            f.store.get_hold(&h.id).await.unwrap().stored_status,
+            HoldStatus::Expired
+        );
+    }
+    assert_eq!(
+        f.store.get_hold(&live.id).await.unwrap().stored_status,
+        HoldStatus::Active
+    );
+    assert_eq!(f.inventory(0, now).await, (0, 1, 99));
+    assert_eq!(f.inventory(1, now).await, (0, 0, 100));
+});
+
+both_engines!(concurrent_sweeps_expire_each_hold_exactly_once, |engine| async move {
+    let f = fixture(engine, &[1000]).await;
+    for i in 0..120 {
+        f.place(&[(0, 1)], at(i % 5)).await.unwrap();
+    }
+    let now = at(10).plus(HOLD);
+    let sweeps = (0..4).map(|_| {
+        let store = f.store.clone();
+        tokio::spawn(async move {
+            let mut total = 0;
+            loop {
+                let n = store.expire_holds(now, 7).await.unwrap();
+                total += n;
+                if n == 0 {
+                    break total;
+                }
+            }
+        })
+    });
+    let totals: Vec<u64> = futures::future::join_all(sweeps)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(totals.iter().sum::<u64>(), 120, "per sweeper: {totals:?}");
+    let tt = f.store.get_ticket_type(&f.ticket_types[0], T0).await.unwrap();
+    assert_eq!(
+        tt.held, 0,
+        "each hold released exactly once: the counter is exactly zero"
+    );
+});
+
+both_engines!(concurrent_holds_never_oversell, |engine| async move {
+    let f = Arc::new(fixture(engine, &[50, 50]).await);
+    let attempts = (0..200).map(|i| {
+        let f = f.clone();
+        tokio::spawn(async move {
+            let items: &[(usize, u32)] = if i % 2 == 0 { &[(0, 1)] } else { &[(0, 1), (1, 1)] };
+            f.place(items, T0).await
+        })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let placed: Vec<Hold> = results.into_iter().filter_map(|r| r.unwrap().ok()).collect();
+    assert_eq!(placed.len(), 50, "exactly the capacity of the shared ticket type");
+    let multi = placed.iter().filter(|h| h.items.len() == 2).count() as i64;
+    assert_eq!(f.inventory(0, T0).await, (0, 50, 0));
+    assert_eq!(
+        f.inventory(1, T0).await,
+        (0, multi, 50 - multi),
+        "no partial multi-item hold"
+    );
+});
+
+both_engines!(ticket_type_updates_respect_sold_plus_held, |engine| async move {
+    let f = fixture(engine, &[10]).await;
+    let id = f.ticket_types[0].clone();
+    let placed = f.place(&[(0, 4)], T0).await.unwrap();
+    let refused = f
+        .store
+        .update_ticket_type(
+            &id,
+            &TicketTypeChanges {
+                capacity: Some(Capacity::parse(3).unwrap()),
+                ..Default::default()
+            },
+            T0,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::CapacityBelowCommitted { committed: 4 })),
+        "{refused:?}"
+    );
+    let changes = TicketTypeChanges {
+        name: Some(Name::parse("Renamed").unwrap()),
+        price: Some(Cents::parse_price(2_500).unwrap()),
+        capacity: Some(Capacity::parse(4).unwrap()),
+        max_per_order: Some(MaxPerOrder::parse(2).unwrap()),
+        on_sale: Some(false),
+    };
+    let updated = f.store.update_ticket_type(&id, &changes, T0).await.unwrap();
+    assert_eq!(updated.name.as_str(), "Renamed");
+    assert_eq!(updated.price.get(), 2_500);
+    assert_eq!(updated.capacity.get(), 4);
+    assert_eq!(updated.max_per_order.get(), 2);
+    assert!(!updated.on_sale);
+    assert_eq!(updated.available(), 0);
+
+    // Once the hold has expired (unswept), capacity may shrink to zero.
+    let zero = TicketTypeChanges {
+        capacity: Some(Capacity::parse(0).unwrap()),
+        ..Default::default()
+    };
+    let updated = f.store.update_ticket_type(&id, &zero, placed.expires_at).await.unwrap();
+    assert_eq!((updated.capacity.get(), updated.held), (0, 0));
+    assert!(matches!(
+        f.store.update_ticket_type(&TicketTypeId::generate(), &zero, T0).await,
+        Err(StoreError::NotFound(_))
+    ));
+});
+
+both_engines!(reservation_stats_follow_the_clock, |engine| async move {
+    let f = fixture(engine, &[100]).await;
+    let a = f.place(&[(0, 1)], T0).await.unwrap();
+    f.place(&[(0, 1)], at(100)).await.unwrap();
+    let c = f.place(&[(0, 1)], at(200)).await.unwrap();
+    f.store.cancel_hold(&c.id, at(201)).await.unwrap();
+    let stats = f.store.reservation_stats(at(300)).await.unwrap();
+    assert_eq!(
+        (stats.active, stats.expired, stats.completed, stats.cancelled),
+        (2, 0, 0, 1)
+    );
+    assert_eq!(stats.oldest_active_created_at, Some(a.created_at));
+    // `a` has run out at T0 + HOLD, before any sweep.
+    let stats = f.store.reservation_stats(a.expires_at).await.unwrap();
+    assert_eq!((stats.active, stats.expired, stats.cancelled), (1, 1, 1));
+    assert_eq!(stats.oldest_active_created_at, Some(at(100)));
+});
+
+both_engines!(job_runs_are_recorded_newest_first_and_pruned, |engine| async move {
+    let f = fixture(engine, &[]).await;
+    let run = |started: u64, outcome| JobRun {
+        id: JobRunId::generate(),
+        job: "expire-holds".into(),
+        started_at: at(started),
+        finished_at: at(started + 1),
+        outcome,
+        affected: started,
+        error: (outcome == JobOutcome::Failed).then(|| "database down".to_owned()),
+    };
+    for i in 0..5 {
+        f.store
+            .record_job_run(&run(i * 10, JobOutcome::Succeeded), T0)
+            .await
+            .unwrap();
+    }
+    f.store.record_job_run(&run(60, JobOutcome::Failed), T0).await.unwrap();
+    let runs = f.store.list_job_runs("expire-holds", 3).await.unwrap();
+    let started: Vec<_> = runs.iter().map(|r| r.started_at).collect();
+    assert_eq!(started, [at(60), at(40), at(30)]);
+    assert_eq!(runs[0].outcome, JobOutcome::Failed);
+    assert_eq!(runs[0].error.as_deref(), Some("database down"));
+    assert!(f.store.list_job_runs("other-job", 10).await.unwrap().is_empty());
+
+    f.store
+        .record_job_run(&run(70, JobOutcome::Succeeded), at(35))
+        .await
+        .unwrap();
+    let left: Vec<_> = f
+        .store
+        .list_job_runs("expire-holds", 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.affected)
+        .collect();
+    assert_eq!(left, [70, 60, 40], "runs started before the retention cut-off are gone");
+});

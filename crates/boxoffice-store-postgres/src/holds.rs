@@ -1,0 +1,292 @@
+//! Holds: placing, cancelling, expiring, counting.
+//!
+//! Capacity is a conditional update of the ticket type's `held` counter
+//! (`... WHERE capacity - sold - held >= quantity`); under READ COMMITTED, PostgreSQL
+//! re-checks the condition after waiting for the row lock, so it cannot oversell.
+//!
+//! Lock order, to rule out deadlocks between instances: a transaction locks hold rows
+//! first (several in id order, or with SKIP LOCKED), then ticket type rows in id order.
+//! That is why releasing expired holds for a sold-out ticket type runs in its own
+//! transaction before the hold is tried again, never inside the hold's transaction.
+
+use std::collections::HashMap;
+
+use boxoffice_core::holds::{EmailAddress, Hold, HoldItem, HoldStatus, Quantity, ReservationStats};
+use boxoffice_core::ids::{EventId, HoldId, TicketTypeId};
+use boxoffice_core::money::{Cents, Currency};
+use boxoffice_core::{StoreError, Timestamp};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+
+use crate::{corrupt, map_error};
+
+/// The most expired holds one lazy release marks: enough to free any single request's
+/// quantity many times over, while keeping the transaction short.
+pub(crate) const RELEASE_BATCH: u32 = 1_000;
+
+/// Which holds an expiry pass may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ExpiryScope<'a> {
+    /// The sweeper: any expired hold, skipping those another transaction has locked
+    /// (another instance's sweep or a cancellation), so two sweeps never take the same hold.
+    Sweep,
+    /// Only holds with this ticket type, waiting for locked ones: a buyer is waiting for
+    /// exactly these tickets, and a hold being released elsewhere will be gone after the wait.
+    TicketType(&'a TicketTypeId),
+}
+
+/// Tries to place a hold in one transaction. `Ok(None)` when placed; `Ok(Some(id))` when
+/// ticket type `id` lacked capacity, in which case nothing was held.
+pub(crate) async fn try_place(pool: &PgPool, hold: &Hold, now: Timestamp) -> Result<Option<TicketTypeId>, StoreError> {
+    let mut tx = pool.begin().await.map_err(map_error)?;
+    for item in &hold.items {
+        let quantity = i64::from(item.quantity.get());
+        let taken =
+            sqlx::query("UPDATE ticket_types SET held = held + $1 WHERE id = $2 AND capacity - sold - held >= $1")
+                .bind(quantity)
+                .bind(item.ticket_type_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_error)?
+                .rows_affected();
+        if taken == 0 {
+            // Dropping the transaction rolls back what earlier items took.
+            return Ok(Some(item.ticket_type_id.clone()));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO holds (id, event_id, status, customer_email, amount_cents, currency, created_at, expires_at, updated_at)
+         VALUES ($1, $2, 'active', $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(hold.id.as_str())
+    .bind(hold.event_id.as_str())
+    .bind(hold.customer_email.as_ref().map(EmailAddress::as_str))
+    .bind(hold.amount.get())
+    .bind(hold.currency.as_str())
+    .bind(hold.created_at.as_millis())
+    .bind(hold.expires_at.as_millis())
+    .bind(now.as_millis())
+    .execute(&mut *tx)
+    .await
+    .map_err(map_error)?;
+    let mut insert_items =
+        QueryBuilder::<Postgres>::new("INSERT INTO hold_items (hold_id, ticket_type_id, quantity, unit_price_cents) ");
+    insert_items.push_values(&hold.items, |mut row, item| {
+        row.push_bind(hold.id.as_str())
+            .push_bind(item.ticket_type_id.as_str())
+            .push_bind(i64::from(item.quantity.get()))
+            .push_bind(item.unit_price.get());
+    });
+    insert_items.build().execute(&mut *tx).await.map_err(map_error)?;
+    tx.commit().await.map_err(map_error)?;
+    Ok(None)
+}
+
+/// The `SoldOut` error for a ticket type, or `NotFound` when it does not exist.
+pub(crate) async fn sold_out(pool: &PgPool, id: &TicketTypeId) -> StoreError {
+    let name: Result<Option<String>, _> = sqlx::query_scalar("SELECT name FROM ticket_types WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await;
+    match name {
+        Ok(Some(ticket_type_name)) => StoreError::SoldOut {
+            ticket_type_id: id.clone(),
+            ticket_type_name,
+        },
+        Ok(None) => StoreError::NotFound("ticket type"),
+        Err(err) => map_error(err),
+    }
+}
+
+pub(crate) async fn get(pool: &PgPool, id: &HoldId) -> Result<Hold, StoreError> {
+    let mut conn = pool.acquire().await.map_err(map_error)?;
+    load(&mut conn, id, false).await
+}
+
+async fn load(conn: &mut PgConnection, id: &HoldId, lock: bool) -> Result<Hold, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT id, event_id, status, customer_email, amount_cents, currency, created_at, expires_at
+         FROM holds WHERE id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    ))
+    .bind(id.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_error)?
+    .ok_or(StoreError::NotFound("reservation"))?;
+    let items = sqlx::query(
+        "SELECT ticket_type_id, quantity, unit_price_cents FROM hold_items WHERE hold_id = $1 ORDER BY ticket_type_id",
+    )
+    .bind(id.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_error)?
+    .iter()
+    .map(|item| {
+        let quantity: i64 = item.try_get("quantity").map_err(map_error)?;
+        Ok(HoldItem {
+            ticket_type_id: TicketTypeId::from_trusted(item.try_get("ticket_type_id").map_err(map_error)?),
+            quantity: Quantity::from_trusted(u32::try_from(quantity).map_err(|_| corrupt("hold quantity"))?),
+            unit_price: Cents::from_trusted(item.try_get("unit_price_cents").map_err(map_error)?),
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
+    let status: String = row.try_get("status").map_err(map_error)?;
+    let currency: String = row.try_get("currency").map_err(map_error)?;
+    let email: Option<String> = row.try_get("customer_email").map_err(map_error)?;
+    Ok(Hold {
+        id: HoldId::from_trusted(row.try_get("id").map_err(map_error)?),
+        event_id: EventId::from_trusted(row.try_get("event_id").map_err(map_error)?),
+        stored_status: HoldStatus::parse(&status).ok_or_else(|| corrupt("hold status"))?,
+        customer_email: email.map(EmailAddress::from_trusted),
+        items,
+        amount: Cents::from_trusted(row.try_get("amount_cents").map_err(map_error)?),
+        currency: Currency::parse(&currency).map_err(|_| corrupt("hold currency"))?,
+        created_at: Timestamp::from_millis(row.try_get("created_at").map_err(map_error)?),
+        expires_at: Timestamp::from_millis(row.try_get("expires_at").map_err(map_error)?),
+    })
+}
+
+/// Cancels inside a transaction, the hold row locked first; see `Store::cancel_hold`.
+pub(crate) async fn cancel(conn: &mut PgConnection, id: &HoldId, now: Timestamp) -> Result<Hold, StoreError> {
+    let mut hold = load(conn, id, true).await?;
+    let new_status = match (hold.stored_status, hold.status_at(now)) {
+        (HoldStatus::Completed, _) => return Err(StoreError::HoldCompleted),
+        (HoldStatus::Active, HoldStatus::Active) => HoldStatus::Cancelled,
+        (HoldStatus::Active, _) => HoldStatus::Expired,
+        // Already cancelled or expired: nothing to release, nothing to change.
+        _ => return Ok(hold),
+    };
+    sqlx::query("UPDATE holds SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'active'")
+        .bind(new_status.as_str())
+        .bind(now.as_millis())
+        .bind(id.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(map_error)?;
+    // Items are sorted by ticket type id: the lock order.
+    for item in &hold.items {
+        release_tickets(conn, &item.ticket_type_id, i64::from(item.quantity.get())).await?;
+    }
+    hold.stored_status = new_status;
+    Ok(hold)
+}
+
+async fn release_tickets(conn: &mut PgConnection, id: &TicketTypeId, quantity: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE ticket_types SET held = held - $1 WHERE id = $2")
+        .bind(quantity)
+        .bind(id.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(map_error)?;
+    Ok(())
+}
+
+/// Marks up to `limit` holds that expired by `now` as expired and gives their tickets
+/// back, inside the caller's transaction. Returns how many it marked.
+pub(crate) async fn expire(
+    conn: &mut PgConnection,
+    now: Timestamp,
+    limit: u32,
+    scope: ExpiryScope<'_>,
+) -> Result<u64, StoreError> {
+    let ids: Vec<String> = match scope {
+        ExpiryScope::Sweep => sqlx::query_scalar(
+            "SELECT id FROM holds WHERE status = 'active' AND expires_at <= $1
+             ORDER BY expires_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_error)?,
+        ExpiryScope::TicketType(ticket_type) => sqlx::query_scalar(
+            "SELECT h.id FROM holds h WHERE h.status = 'active' AND h.expires_at <= $1
+               AND EXISTS (SELECT 1 FROM hold_items hi WHERE hi.hold_id = h.id AND hi.ticket_type_id = $2)
+             ORDER BY h.id LIMIT $3 FOR UPDATE",
+        )
+        .bind(now.as_millis())
+        .bind(ticket_type.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_error)?,
+    };
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    // The rows are locked and were re-checked as active after any wait, so this marks
+    // exactly `ids`; the status guard is a second line of defence.
+    let marked: Vec<String> = sqlx::query_scalar(
+        "UPDATE holds SET status = 'expired', updated_at = $1 WHERE id = ANY($2) AND status = 'active' RETURNING id",
+    )
+    .bind(now.as_millis())
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    let totals = sqlx::query(
+        "SELECT ticket_type_id, SUM(quantity)::BIGINT AS quantity FROM hold_items
+         WHERE hold_id = ANY($1) GROUP BY ticket_type_id ORDER BY ticket_type_id",
+    )
+    .bind(&marked)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    for row in totals {
+        let id = TicketTypeId::from_trusted(row.try_get("ticket_type_id").map_err(map_error)?);
+        release_tickets(conn, &id, row.try_get("quantity").map_err(map_error)?).await?;
+    }
+    Ok(marked.len() as u64)
+}
+
+/// Tickets per ticket type of `event` in holds still marked active but expired by `now`:
+/// what the `held` counters include and readers must subtract.
+pub(crate) async fn expired_unswept_by_ticket_type(
+    conn: &mut PgConnection,
+    event: &EventId,
+    now: Timestamp,
+) -> Result<HashMap<String, i64>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT hi.ticket_type_id, SUM(hi.quantity)::BIGINT AS quantity
+         FROM holds h JOIN hold_items hi ON hi.hold_id = h.id
+         WHERE h.status = 'active' AND h.expires_at <= $1 AND h.event_id = $2
+         GROUP BY hi.ticket_type_id",
+    )
+    .bind(now.as_millis())
+    .bind(event.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("ticket_type_id").map_err(map_error)?,
+                row.try_get("quantity").map_err(map_error)?,
+            ))
+        })
+        .collect()
+}
+
+pub(crate) async fn stats(pool: &PgPool, now: Timestamp) -> Result<ReservationStats, StoreError> {
+    let row = sqlx::query(
+        "SELECT
+             COUNT(*) FILTER (WHERE status = 'active' AND expires_at > $1) AS active,
+             COUNT(*) FILTER (WHERE status = 'expired' OR (status = 'active' AND expires_at <= $1)) AS expired,
+             COUNT(*) FILTER (WHERE status = 'completed') AS completed,
+             COUNT(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+             MIN(created_at) FILTER (WHERE status = 'active' AND expires_at > $1) AS oldest_active
+         FROM holds",
+    )
+    .bind(now.as_millis())
+    .fetch_one(pool)
+    .await
+    .map_err(map_error)?;
+    let oldest: Option<i64> = row.try_get("oldest_active").map_err(map_error)?;
+    Ok(ReservationStats {
+        active: row.try_get("active").map_err(map_error)?,
+        expired: row.try_get("expired").map_err(map_error)?,
+        completed: row.try_get("completed").map_err(map_error)?,
+        cancelled: row.try_get("cancelled").map_err(map_error)?,
+        oldest_active_created_at: oldest.map(Timestamp::from_millis),
+    })
+}

@@ -1,0 +1,276 @@
+//! The PostgreSQL store: for production, with any number of instances on one database.
+//!
+//! Correctness across instances rests on row locks and conditional updates, never on
+//! process-local state: capacity is a conditional `UPDATE` of a counter row, the sweeper
+//! takes holds with `FOR UPDATE SKIP LOCKED`, and every transaction locks in one order
+//! (holds, then ticket types by id) so instances cannot deadlock each other. Should
+//! PostgreSQL still report a deadlock or serialization failure, the whole use case is
+//! retried, which is safe because each runs in one transaction.
+//!
+//! Durability: `synchronous_commit` is forced on for our sessions, whatever the server's
+//! default, so a 2xx answer means the change is on disk.
+
+mod events;
+mod holds;
+mod jobs;
+mod organizations;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use boxoffice_core::auth::StoredApiKey;
+use boxoffice_core::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
+use boxoffice_core::holds::{Hold, ReservationStats};
+use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, OrganizationId, TicketTypeId};
+use boxoffice_core::jobs::JobRun;
+use boxoffice_core::organizations::Organization;
+use boxoffice_core::{Page, PageRequest, Store, StoreError, Timestamp};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::holds::ExpiryScope;
+
+/// How often a use case is retried after a deadlock or serialization failure.
+const TRANSIENT_RETRIES: usize = 5;
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to a `postgres://` URL and applies pending migrations. Several instances
+    /// starting at once are safe: sqlx serializes migrations with an advisory lock.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|err| StoreError::Other(Box::new(err)))?
+            .application_name("boxoffice")
+            .options([("synchronous_commit", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(map_error)?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations (idempotent).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations")
+            .run(&self.pool)
+            .await
+            .map_err(|err| StoreError::Other(Box::new(err)))
+    }
+
+    /// Releases expired holds of one ticket type in a transaction of its own.
+    async fn release_expired(&self, ticket_type: &TicketTypeId, now: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
+        let released = holds::expire(&mut tx, now, holds::RELEASE_BATCH, ExpiryScope::TicketType(ticket_type)).await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(released)
+    }
+
+    async fn update_ticket_type_once(
+        &self,
+        id: &TicketTypeId,
+        changes: &TicketTypeChanges,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if changes.capacity.is_some() {
+            self.release_expired(id, now).await?;
+        }
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
+        events::update_ticket_type(&mut tx, id, changes).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn place_hold_once(&self, hold: &Hold, now: Timestamp) -> Result<(), StoreError> {
+        let mut released_for = Vec::new();
+        loop {
+            let Some(short) = holds::try_place(&self.pool, hold, now).await? else {
+                return Ok(());
+            };
+            // Holds that expired but are not swept may be what stands in the way: release
+            // them and try again, once per ticket type. If none were released, it is sold out.
+            if released_for.contains(&short) || self.release_expired(&short, now).await? == 0 {
+                return Err(holds::sold_out(&self.pool, &short).await);
+            }
+            released_for.push(short);
+        }
+    }
+}
+
+/// Whether an error means "try the whole transaction again".
+fn is_transient(err: &StoreError) -> bool {
+    let StoreError::Other(source) = err else { return false };
+    source
+        .downcast_ref::<sqlx::Error>()
+        .and_then(|err| err.as_database_error())
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+/// Runs a use case, retrying it after deadlocks and serialization failures.
+macro_rules! retry_transient {
+    ($body:expr) => {{
+        let mut attempt = 0;
+        loop {
+            match $body {
+                Err(err) if is_transient(&err) && attempt < TRANSIENT_RETRIES => attempt += 1,
+                other => break other,
+            }
+        }
+    }};
+}
+
+/// Maps sqlx errors onto the store's, keeping the cause.
+pub(crate) fn map_error(err: sqlx::Error) -> StoreError {
+    let unavailable = match &err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        // Class 08: connection exceptions; 57P0x: the server is shutting down or restarting.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(Box::new(err))
+    } else {
+        StoreError::Other(Box::new(err))
+    }
+}
+
+/// Maps a foreign-key violation to `NotFound(what)`: the referenced row does not exist.
+pub(crate) fn missing_parent(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |err| match &err {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound(what),
+        _ => map_error(err),
+    }
+}
+
+/// A value read back from our own database that does not parse.
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Other(format!("corrupt {what} in the database").into())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        organizations::get_setting(&self.pool, key).await
+    }
+
+    async fn insert_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        organizations::insert_setting_if_absent(&self.pool, key, value).await
+    }
+
+    async fn create_organization(&self, organization: &Organization) -> Result<(), StoreError> {
+        organizations::create(&self.pool, organization).await
+    }
+
+    async fn get_organization(&self, id: &OrganizationId) -> Result<Organization, StoreError> {
+        organizations::get(&self.pool, id).await
+    }
+
+    async fn count_organizations(&self) -> Result<i64, StoreError> {
+        organizations::count(&self.pool).await
+    }
+
+    async fn create_api_key(&self, key: &StoredApiKey, created_at: Timestamp) -> Result<(), StoreError> {
+        organizations::create_api_key(&self.pool, key, created_at).await
+    }
+
+    async fn find_api_key(&self, id: &ApiKeyId) -> Result<Option<StoredApiKey>, StoreError> {
+        organizations::find_api_key(&self.pool, id).await
+    }
+
+    async fn create_event(&self, event: &Event) -> Result<(), StoreError> {
+        events::create_event(&self.pool, event).await
+    }
+
+    async fn get_event(&self, id: &EventId, now: Timestamp) -> Result<EventWithTicketTypes, StoreError> {
+        events::get_event(&self.pool, id, now).await
+    }
+
+    async fn list_events(
+        &self,
+        organization: Option<&OrganizationId>,
+        page: &PageRequest<EventId>,
+        now: Timestamp,
+    ) -> Result<Page<EventWithTicketTypes>, StoreError> {
+        events::list_events(&self.pool, organization, page, now).await
+    }
+
+    async fn create_ticket_type(&self, ticket_type: &TicketType) -> Result<(), StoreError> {
+        events::create_ticket_type(&self.pool, ticket_type).await
+    }
+
+    async fn get_ticket_type(&self, id: &TicketTypeId, now: Timestamp) -> Result<TicketType, StoreError> {
+        events::get_ticket_type(&self.pool, id, now).await
+    }
+
+    async fn update_ticket_type(
+        &self,
+        id: &TicketTypeId,
+        changes: &TicketTypeChanges,
+        now: Timestamp,
+    ) -> Result<TicketType, StoreError> {
+        retry_transient!(self.update_ticket_type_once(id, changes, now).await)?;
+        events::get_ticket_type(&self.pool, id, now).await
+    }
+
+    async fn place_hold(&self, hold: &Hold, now: Timestamp) -> Result<(), StoreError> {
+        retry_transient!(self.place_hold_once(hold, now).await)
+    }
+
+    async fn get_hold(&self, id: &HoldId) -> Result<Hold, StoreError> {
+        holds::get(&self.pool, id).await
+    }
+
+    async fn cancel_hold(&self, id: &HoldId, now: Timestamp) -> Result<Hold, StoreError> {
+        retry_transient!(
+            async {
+                let mut tx = self.pool.begin().await.map_err(map_error)?;
+                let hold = holds::cancel(&mut tx, id, now).await?;
+                tx.commit().await.map_err(map_error)?;
+                Ok(hold)
+            }
+            .await
+        )
+    }
+
+    async fn expire_holds(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        retry_transient!(
+            async {
+                let mut tx = self.pool.begin().await.map_err(map_error)?;
+                let expired = holds::expire(&mut tx, now, limit, ExpiryScope::Sweep).await?;
+                tx.commit().await.map_err(map_error)?;
+                Ok(expired)
+            }
+            .await
+        )
+    }
+
+    async fn reservation_stats(&self, now: Timestamp) -> Result<ReservationStats, StoreError> {
+        holds::stats(&self.pool, now).await
+    }
+
+    async fn record_job_run(&self, run: &JobRun, keep_after: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
+        jobs::record(&mut tx, run, keep_after).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn list_job_runs(&self, job: &str, limit: u32) -> Result<Vec<JobRun>, StoreError> {
+        jobs::list(&self.pool, job, limit).await
+    }
+}

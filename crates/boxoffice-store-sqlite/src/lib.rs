@@ -1,0 +1,210 @@
+//! The embedded SQLite store: the default engine, one file, no server.
+//!
+//! Every write transaction starts with `BEGIN IMMEDIATE`, taking SQLite's single write lock
+//! up front. sqlx's plain `begin()` is deferred: a transaction that reads and then writes
+//! can fail with `SQLITE_BUSY_SNAPSHOT`, which no busy timeout retries. With the lock taken
+//! first, writers queue on the busy timeout and never fail spuriously or deadlock; and
+//! because writers are serialized, use cases that read and then write need no row locks.
+//!
+//! Durability: WAL with `synchronous=FULL`, so a committed transaction survives power loss.
+
+mod events;
+mod holds;
+mod jobs;
+mod organizations;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use boxoffice_core::auth::StoredApiKey;
+use boxoffice_core::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
+use boxoffice_core::holds::{Hold, ReservationStats};
+use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, OrganizationId, TicketTypeId};
+use boxoffice_core::jobs::JobRun;
+use boxoffice_core::organizations::Organization;
+use boxoffice_core::{Page, PageRequest, Store, StoreError, Timestamp};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+/// How long a writer waits for the write lock before giving up. Generous: under a burst,
+/// writers queue here rather than fail.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at a `sqlite://PATH` URL and applies
+    /// pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|err| StoreError::Other(Box::new(err)))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(map_error)?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations (idempotent).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations")
+            .run(&self.pool)
+            .await
+            .map_err(|err| StoreError::Other(Box::new(err)))
+    }
+
+    /// Starts a write transaction holding the write lock (see the module docs).
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_error)
+    }
+}
+
+/// Maps sqlx errors onto the store's, keeping the cause.
+pub(crate) fn map_error(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::RowNotFound => StoreError::NotFound("row"),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(Box::new(err))
+        }
+        other => StoreError::Other(Box::new(other)),
+    }
+}
+
+/// Maps a foreign-key violation to `NotFound(what)`: the referenced row does not exist.
+pub(crate) fn missing_parent(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |err| match &err {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound(what),
+        _ => map_error(err),
+    }
+}
+
+/// A value read back from our own database that does not parse: the database was changed
+/// behind our back.
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Other(format!("corrupt {what} in the database").into())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        organizations::get_setting(&self.pool, key).await
+    }
+
+    async fn insert_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        organizations::insert_setting_if_absent(&self.pool, key, value).await
+    }
+
+    async fn create_organization(&self, organization: &Organization) -> Result<(), StoreError> {
+        organizations::create(&self.pool, organization).await
+    }
+
+    async fn get_organization(&self, id: &OrganizationId) -> Result<Organization, StoreError> {
+        organizations::get(&self.pool, id).await
+    }
+
+    async fn count_organizations(&self) -> Result<i64, StoreError> {
+        organizations::count(&self.pool).await
+    }
+
+    async fn create_api_key(&self, key: &StoredApiKey, created_at: Timestamp) -> Result<(), StoreError> {
+        organizations::create_api_key(&self.pool, key, created_at).await
+    }
+
+    async fn find_api_key(&self, id: &ApiKeyId) -> Result<Option<StoredApiKey>, StoreError> {
+        organizations::find_api_key(&self.pool, id).await
+    }
+
+    async fn create_event(&self, event: &Event) -> Result<(), StoreError> {
+        events::create_event(&self.pool, event).await
+    }
+
+    async fn get_event(&self, id: &EventId, now: Timestamp) -> Result<EventWithTicketTypes, StoreError> {
+        events::get_event(&self.pool, id, now).await
+    }
+
+    async fn list_events(
+        &self,
+        organization: Option<&OrganizationId>,
+        page: &PageRequest<EventId>,
+        now: Timestamp,
+    ) -> Result<Page<EventWithTicketTypes>, StoreError> {
+        events::list_events(&self.pool, organization, page, now).await
+    }
+
+    async fn create_ticket_type(&self, ticket_type: &TicketType) -> Result<(), StoreError> {
+        events::create_ticket_type(&self.pool, ticket_type).await
+    }
+
+    async fn get_ticket_type(&self, id: &TicketTypeId, now: Timestamp) -> Result<TicketType, StoreError> {
+        events::get_ticket_type(&self.pool, id, now).await
+    }
+
+    async fn update_ticket_type(
+        &self,
+        id: &TicketTypeId,
+        changes: &TicketTypeChanges,
+        now: Timestamp,
+    ) -> Result<TicketType, StoreError> {
+        let mut tx = self.write().await?;
+        events::update_ticket_type(&mut tx, id, changes, now).await?;
+        tx.commit().await.map_err(map_error)?;
+        events::get_ticket_type(&self.pool, id, now).await
+    }
+
+    async fn place_hold(&self, hold: &Hold, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        holds::place(&mut tx, hold, now).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn get_hold(&self, id: &HoldId) -> Result<Hold, StoreError> {
+        holds::get(&self.pool, id).await
+    }
+
+    async fn cancel_hold(&self, id: &HoldId, now: Timestamp) -> Result<Hold, StoreError> {
+        let mut tx = self.write().await?;
+        let hold = holds::cancel(&mut tx, id, now).await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(hold)
+    }
+
+    async fn expire_holds(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let expired = holds::expire(&mut tx, now, limit, None).await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(expired)
+    }
+
+    async fn reservation_stats(&self, now: Timestamp) -> Result<ReservationStats, StoreError> {
+        holds::stats(&self.pool, now).await
+    }
+
+    async fn record_job_run(&self, run: &JobRun, keep_after: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        jobs::record(&mut tx, run, keep_after).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn list_job_runs(&self, job: &str, limit: u32) -> Result<Vec<JobRun>, StoreError> {
+        jobs::list(&self.pool, job, limit).await
+    }
+}

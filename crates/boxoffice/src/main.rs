@@ -1,0 +1,164 @@
+//! `boxoffice`: the command line. Every flag is also read from its environment variable.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use boxoffice_core::auth::SecretToken;
+use boxoffice_core::{BoxOffice, Settings, SystemClock};
+use boxoffice_server::{ServerConfig, startup, store, telemetry};
+use clap::{Args, Parser, Subcommand};
+
+/// Ticket sales that never oversell: holds that expire exactly, idempotent payments,
+/// exactly-once webhooks, and an error store that never drops an error.
+#[derive(Parser)]
+#[command(name = "boxoffice", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Run the hold expiry sweeper once and print what it did.
+    Sweep(DatabaseArgs),
+    /// Print hold statistics and the latest sweeper runs.
+    Stats(DatabaseArgs),
+}
+
+#[derive(Args, Clone)]
+struct DatabaseArgs {
+    /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`. Migrations run at start.
+    #[arg(long, env = "BOXOFFICE_DATABASE_URL", default_value = "sqlite://boxoffice.db")]
+    database_url: String,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+
+    /// Address to serve on.
+    #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// The operator's bearer token. When unset, one is generated at first start, stored
+    /// hashed, and printed once.
+    #[arg(long, env = "BOXOFFICE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+
+    /// Default hold length (`90s`, `15m`, …); an event may override it with `hold_seconds`.
+    #[arg(long, env = "BOXOFFICE_HOLD_DURATION", default_value = "15m", value_parser = parse_duration)]
+    hold_duration: Duration,
+
+    /// How often the expiry sweeper runs (`0s` turns it off, e.g. for a dedicated API node).
+    #[arg(long, env = "BOXOFFICE_SWEEP_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    sweep_interval: Duration,
+
+    /// Public requests per client address per minute; `0` turns the limit off.
+    #[arg(long, env = "BOXOFFICE_RATE_LIMIT_PER_MINUTE", default_value_t = 600)]
+    rate_limit_per_minute: u32,
+
+    /// Seed a demo organization, event and ticket types if the database is empty.
+    #[arg(long)]
+    demo: bool,
+}
+
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw).map_err(|err| format!("{err} (examples: 90s, 15m, 1h)"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init();
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Migrate(args)) => {
+            store::connect(&args.database_url)
+                .await
+                .context("migrating the database")?;
+            println!("migrations applied to {}", store::redact(&args.database_url));
+            Ok(())
+        }
+        Some(Command::Sweep(args)) => {
+            let boxoffice = open(&args).await?;
+            let run = boxoffice
+                .sweep_expired_holds()
+                .await
+                .context("sweeping expired holds")?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "id": run.id, "job": run.job, "started_at": run.started_at, "finished_at": run.finished_at,
+                    "outcome": run.outcome.as_str(), "affected": run.affected,
+                })
+            );
+            Ok(())
+        }
+        Some(Command::Stats(args)) => {
+            let boxoffice = open(&args).await?;
+            let stats = boxoffice.reservation_stats().await.context("reading hold statistics")?;
+            let runs = boxoffice.list_job_runs(boxoffice_core::jobs::EXPIRE_HOLDS, 5).await?;
+            let runs: Vec<_> = runs
+                .iter()
+                .map(|run| {
+                    serde_json::json!({
+                        "started_at": run.started_at, "outcome": run.outcome.as_str(), "affected": run.affected,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "reservations": {
+                        "active": stats.active, "expired": stats.expired, "completed": stats.completed,
+                        "cancelled": stats.cancelled, "oldest_active_created_at": stats.oldest_active_created_at,
+                    },
+                    "latest_sweeps": runs,
+                }))?
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn open(args: &DatabaseArgs) -> anyhow::Result<BoxOffice> {
+    let store = store::connect(&args.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", store::redact(&args.database_url)))?;
+    Ok(BoxOffice::new(store, Arc::new(SystemClock), Settings::default()))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig {
+        database_url: args.database.database_url,
+        listen: args.listen,
+        admin_token: args.admin_token.map(SecretToken::new),
+        hold_duration: args.hold_duration,
+        sweep_interval: args.sweep_interval,
+        rate_limit_per_minute: args.rate_limit_per_minute,
+        demo: args.demo,
+    };
+    let server = startup::Server::build(config.clone(), Arc::new(SystemClock)).await?;
+    let base = format!("http://{}", server.local_addr());
+    // Printed, not logged: shown once to the person starting the server, never in log files.
+    if let Some(token) = server.generated_operator_token() {
+        println!("Operator token (shown once; store it now): {}", token.expose());
+    }
+    if let Some(event) = server.demo_event() {
+        println!("Demo event seeded: {} ({})", event.event.name.as_str(), event.event.id);
+        println!("  {base}/api/v1/events/{}", event.event.id);
+    }
+    println!("boxoffice is serving {base}  (API: {base}/api/v1/events, OpenAPI: {base}/api/openapi.json)");
+    tracing::info!(listen = %server.local_addr(), database = %store::redact(&config.database_url), "serving");
+    server.run(startup::shutdown_signal()).await
+}
