@@ -1,0 +1,227 @@
+//! The binary as a user runs it: flags and environment variables, the subcommands, the
+//! demo, the operator token printed once, and graceful shutdown on SIGTERM.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn boxoffice() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+    command
+        .env_remove("BOXOFFICE_DATABASE_URL")
+        .env_remove("BOXOFFICE_ADMIN_TOKEN")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn output(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn help_explains_every_flag_and_its_environment_variable() {
+    let help = output(boxoffice().arg("--help"));
+    for expected in ["serve", "migrate", "sweep", "stats"] {
+        assert!(help.contains(expected), "subcommand {expected} missing:\n{help}");
+    }
+    let serve_help = output(boxoffice().args(["serve", "--help"]));
+    for expected in [
+        "--database-url",
+        "BOXOFFICE_DATABASE_URL",
+        "--listen",
+        "BOXOFFICE_LISTEN",
+        "--admin-token",
+        "BOXOFFICE_ADMIN_TOKEN",
+        "--hold-duration",
+        "BOXOFFICE_HOLD_DURATION",
+        "--sweep-interval",
+        "BOXOFFICE_SWEEP_INTERVAL",
+        "--rate-limit-per-minute",
+        "BOXOFFICE_RATE_LIMIT_PER_MINUTE",
+        "--demo",
+    ] {
+        assert!(serve_help.contains(expected), "{expected} missing:\n{serve_help}");
+    }
+    let bad = boxoffice().args(["serve", "--hold-duration", "soon"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("15m"),
+        "the error shows examples"
+    );
+}
+
+#[test]
+fn migrate_sweep_and_stats_work_on_a_fresh_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bo.db").display());
+    let migrated = output(boxoffice().args(["migrate", "--database-url", &url]));
+    assert!(migrated.contains("migrations applied"));
+    assert!(dir.path().join("bo.db").exists());
+    // The environment variable works as well as the flag.
+    let sweep: Value =
+        serde_json::from_str(&output(boxoffice().arg("sweep").env("BOXOFFICE_DATABASE_URL", &url))).unwrap();
+    assert_eq!(
+        (
+            sweep["job"].as_str(),
+            sweep["outcome"].as_str(),
+            sweep["affected"].as_u64()
+        ),
+        (Some("expire-holds"), Some("succeeded"), Some(0))
+    );
+    let stats: Value = serde_json::from_str(&output(boxoffice().args(["stats", "--database-url", &url]))).unwrap();
+    assert_eq!(stats["reservations"]["active"], 0);
+    assert_eq!(
+        stats["latest_sweeps"].as_array().unwrap().len(),
+        1,
+        "the sweep above was recorded"
+    );
+}
+
+struct Running {
+    child: Child,
+    base: String,
+    lines: Vec<String>,
+}
+
+impl Drop for Running {
+    // A failed assertion must not leave a server running after the test.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// The child is waited for by `terminate`, or killed and reaped by `Running`'s Drop.
+#[allow(clippy::zombie_processes)]
+fn start(url: &str) -> Running {
+    let mut child = boxoffice()
+        .args(["--demo", "--listen", "127.0.0.1:0", "--sweep-interval", "1s"])
+        .env("BOXOFFICE_DATABASE_URL", url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "the server exited early: {lines:?}"
+        );
+        if let Some(rest) = line.split("serving ").nth(1) {
+            let base = rest.split_whitespace().next().unwrap().to_owned();
+            lines.push(line);
+            // Keep draining stdout so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in reader.lines() {});
+            return Running { child, base, lines };
+        }
+        lines.push(line);
+    }
+}
+
+fn terminate(mut running: Running) {
+    let pid = running.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    for _ in 0..100 {
+        if let Some(status) = running.child.try_wait().unwrap() {
+            assert!(status.success(), "a graceful shutdown exits 0, got {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    running.child.kill().unwrap();
+    panic!("the server did not stop within 10 s of SIGTERM");
+}
+
+#[tokio::test]
+async fn the_demo_serves_a_box_office_and_prints_the_operator_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let running = start(&url);
+    let token_line = running
+        .lines
+        .iter()
+        .find(|l| l.starts_with("Operator token"))
+        .expect("token printed at first start");
+    let token = token_line.trim().rsplit(' ').next().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let events: Value = client
+        .get(format!("{}/api/v1/events", running.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let event = &events["data"][0];
+    assert_eq!(events["data"].as_array().unwrap().len(), 1);
+    assert_eq!(event["ticket_types"].as_array().unwrap().len(), 3);
+    let hold = client
+        .post(format!("{}/api/v1/reservations", running.base))
+        .json(&serde_json::json!({ "event_id": event["id"], "items": [{ "ticket_type_id": event["ticket_types"][0]["id"], "quantity": 2 }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hold.status(), 201);
+    let stats = client
+        .get(format!("{}/api/v1/admin/stats/reservations", running.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stats.status(), 200, "the printed token is the operator's");
+    // The sweeper runs in the background every second.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let runs: Value = client
+        .get(format!("{}/api/v1/admin/jobs/runs", running.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !runs["data"].as_array().unwrap().is_empty(),
+        "background sweeps are recorded: {runs}"
+    );
+    terminate(running);
+
+    // A second start on the same database: no new token, no second demo event, same token works.
+    let again = start(&url);
+    assert!(
+        !again.lines.iter().any(|l| l.starts_with("Operator token")),
+        "{:?}",
+        again.lines
+    );
+    let events: Value = client
+        .get(format!("{}/api/v1/events", again.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["data"].as_array().unwrap().len(), 1);
+    let stats = client
+        .get(format!("{}/api/v1/admin/stats/reservations", again.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stats.status(), 200);
+    let body: Value = stats.json().await.unwrap();
+    assert_eq!(body["active"], 1, "the hold survived the restart");
+    terminate(again);
+}
