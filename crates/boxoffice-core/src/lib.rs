@@ -14,6 +14,7 @@ pub mod ids;
 pub mod jobs;
 pub mod money;
 pub mod organizations;
+pub mod rows;
 pub mod service;
 pub mod store;
 

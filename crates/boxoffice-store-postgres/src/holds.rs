@@ -11,13 +11,14 @@
 
 use std::collections::HashMap;
 
-use boxoffice_core::holds::{EmailAddress, Hold, HoldItem, HoldStatus, Quantity, ReservationStats};
+use boxoffice_core::holds::{EmailAddress, Hold, HoldStatus, ReservationStats};
 use boxoffice_core::ids::{EventId, HoldId, TicketTypeId};
-use boxoffice_core::money::{Cents, Currency};
+use boxoffice_core::rows::{self, HOLD_COLUMNS};
 use boxoffice_core::{StoreError, Timestamp};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
-use crate::{corrupt, map_error};
+use crate::map_error;
+use crate::rows::Columns;
 
 /// The most expired holds one lazy release marks: enough to free any single request's
 /// quantity many times over, while keeping the transaction short.
@@ -104,8 +105,7 @@ pub(crate) async fn get(pool: &PgPool, id: &HoldId) -> Result<Hold, StoreError> 
 
 async fn load(conn: &mut PgConnection, id: &HoldId, lock: bool) -> Result<Hold, StoreError> {
     let row = sqlx::query(&format!(
-        "SELECT id, event_id, status, customer_email, amount_cents, currency, created_at, expires_at
-         FROM holds WHERE id = $1{}",
+        "SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1{}",
         if lock { " FOR UPDATE" } else { "" }
     ))
     .bind(id.as_str())
@@ -121,29 +121,9 @@ async fn load(conn: &mut PgConnection, id: &HoldId, lock: bool) -> Result<Hold, 
     .await
     .map_err(map_error)?
     .iter()
-    .map(|item| {
-        let quantity: i64 = item.try_get("quantity").map_err(map_error)?;
-        Ok(HoldItem {
-            ticket_type_id: TicketTypeId::from_trusted(item.try_get("ticket_type_id").map_err(map_error)?),
-            quantity: Quantity::from_trusted(u32::try_from(quantity).map_err(|_| corrupt("hold quantity"))?),
-            unit_price: Cents::from_trusted(item.try_get("unit_price_cents").map_err(map_error)?),
-        })
-    })
+    .map(|item| rows::hold_item(&Columns(item)))
     .collect::<Result<Vec<_>, StoreError>>()?;
-    let status: String = row.try_get("status").map_err(map_error)?;
-    let currency: String = row.try_get("currency").map_err(map_error)?;
-    let email: Option<String> = row.try_get("customer_email").map_err(map_error)?;
-    Ok(Hold {
-        id: HoldId::from_trusted(row.try_get("id").map_err(map_error)?),
-        event_id: EventId::from_trusted(row.try_get("event_id").map_err(map_error)?),
-        stored_status: HoldStatus::parse(&status).ok_or_else(|| corrupt("hold status"))?,
-        customer_email: email.map(EmailAddress::from_trusted),
-        items,
-        amount: Cents::from_trusted(row.try_get("amount_cents").map_err(map_error)?),
-        currency: Currency::parse(&currency).map_err(|_| corrupt("hold currency"))?,
-        created_at: Timestamp::from_millis(row.try_get("created_at").map_err(map_error)?),
-        expires_at: Timestamp::from_millis(row.try_get("expires_at").map_err(map_error)?),
-    })
+    rows::hold(&Columns(&row), items)
 }
 
 /// Cancels inside a transaction, the hold row locked first; see `Store::cancel_hold`.

@@ -1,11 +1,12 @@
 //! Job run records.
 
-use boxoffice_core::ids::JobRunId;
-use boxoffice_core::jobs::{JobOutcome, JobRun};
+use boxoffice_core::jobs::JobRun;
+use boxoffice_core::rows::{self, JOB_RUN_COLUMNS};
 use boxoffice_core::{StoreError, Timestamp};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
-use crate::{corrupt, map_error};
+use crate::map_error;
+use crate::rows::Columns;
 
 pub(crate) async fn record(conn: &mut PgConnection, run: &JobRun, keep_after: Timestamp) -> Result<(), StoreError> {
     sqlx::query(
@@ -31,28 +32,13 @@ pub(crate) async fn record(conn: &mut PgConnection, run: &JobRun, keep_after: Ti
 }
 
 pub(crate) async fn list(pool: &PgPool, job: &str, limit: u32) -> Result<Vec<JobRun>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, job, started_at, finished_at, outcome, affected, error FROM job_runs
-         WHERE job = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
-    )
+    let found = sqlx::query(&format!(
+        "SELECT {JOB_RUN_COLUMNS} FROM job_runs WHERE job = $1 ORDER BY started_at DESC, id DESC LIMIT $2"
+    ))
     .bind(job)
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await
     .map_err(map_error)?;
-    rows.iter()
-        .map(|row| {
-            let outcome: String = row.try_get("outcome").map_err(map_error)?;
-            let affected: i64 = row.try_get("affected").map_err(map_error)?;
-            Ok(JobRun {
-                id: JobRunId::from_trusted(row.try_get("id").map_err(map_error)?),
-                job: row.try_get("job").map_err(map_error)?,
-                started_at: Timestamp::from_millis(row.try_get("started_at").map_err(map_error)?),
-                finished_at: Timestamp::from_millis(row.try_get("finished_at").map_err(map_error)?),
-                outcome: JobOutcome::parse(&outcome).ok_or_else(|| corrupt("job outcome"))?,
-                affected: u64::try_from(affected).unwrap_or(0),
-                error: row.try_get("error").map_err(map_error)?,
-            })
-        })
-        .collect()
+    found.iter().map(|row| rows::job_run(&Columns(row))).collect()
 }

@@ -14,6 +14,7 @@ mod events;
 mod holds;
 mod jobs;
 mod organizations;
+mod rows;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -151,11 +152,6 @@ pub(crate) fn missing_parent(what: &'static str) -> impl FnOnce(sqlx::Error) -> 
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound(what),
         _ => map_error(err),
     }
-}
-
-/// A value read back from our own database that does not parse.
-pub(crate) fn corrupt(what: &str) -> StoreError {
-    StoreError::Other(format!("corrupt {what} in the database").into())
 }
 
 #[async_trait]

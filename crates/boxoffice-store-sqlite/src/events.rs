@@ -5,21 +5,16 @@
 
 use std::collections::HashMap;
 
-use boxoffice_core::events::{
-    Capacity, Event, EventWithTicketTypes, HoldSeconds, MaxPerOrder, TicketType, TicketTypeChanges,
-};
+use boxoffice_core::events::{Capacity, Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use boxoffice_core::ids::{EventId, OrganizationId, TicketTypeId};
-use boxoffice_core::money::{Cents, Currency};
+use boxoffice_core::money::Cents;
 use boxoffice_core::organizations::Name;
+use boxoffice_core::rows::{self, EVENT_COLUMNS, TICKET_TYPE_COLUMNS};
 use boxoffice_core::{Page, PageRequest, StoreError, Timestamp};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
-use crate::{corrupt, holds, map_error, missing_parent};
-
-const EVENT_COLUMNS: &str = "id, organization_id, name, starts_at, currency, hold_seconds, created_at";
-const TICKET_TYPE_COLUMNS: &str =
-    "id, event_id, name, price_cents, capacity, max_per_order, on_sale, sold, held, created_at";
+use crate::rows::Columns;
+use crate::{holds, map_error, missing_parent};
 
 pub(crate) async fn create_event(pool: &SqlitePool, event: &Event) -> Result<(), StoreError> {
     sqlx::query(
@@ -51,7 +46,7 @@ pub(crate) async fn get_event(
         .await
         .map_err(map_error)?
         .ok_or(StoreError::NotFound("event"))?;
-    let event = event_from_row(&row)?;
+    let event = rows::event(&Columns(&row))?;
     let ticket_types = ticket_types_of(&mut conn, &event.id, now).await?;
     Ok(EventWithTicketTypes { event, ticket_types })
 }
@@ -90,7 +85,7 @@ pub(crate) async fn list_events(
     let has_more = rows.len() > page.limit as usize;
     let mut data = Vec::with_capacity(rows.len().min(page.limit as usize));
     for row in rows.iter().take(page.limit as usize) {
-        let event = event_from_row(row)?;
+        let event = rows::event(&Columns(row))?;
         let ticket_types = ticket_types_of(&mut conn, &event.id, now).await?;
         data.push(EventWithTicketTypes { event, ticket_types });
     }
@@ -128,7 +123,7 @@ pub(crate) async fn get_ticket_type(
         .await
         .map_err(map_error)?
         .ok_or(StoreError::NotFound("ticket type"))?;
-    let mut ticket_type = ticket_type_from_row(&row)?;
+    let mut ticket_type = rows::ticket_type(&Columns(&row))?;
     let unswept = holds::expired_unswept_by_ticket_type(&mut conn, &ticket_type.event_id, now).await?;
     ticket_type.held -= unswept.get(ticket_type.id.as_str()).copied().unwrap_or(0);
     Ok(ticket_type)
@@ -194,43 +189,9 @@ async fn ticket_types_of(
     let unswept: HashMap<String, i64> = holds::expired_unswept_by_ticket_type(conn, event_id, now).await?;
     rows.iter()
         .map(|row| {
-            let mut ticket_type = ticket_type_from_row(row)?;
+            let mut ticket_type = rows::ticket_type(&Columns(row))?;
             ticket_type.held -= unswept.get(ticket_type.id.as_str()).copied().unwrap_or(0);
             Ok(ticket_type)
         })
         .collect()
-}
-
-fn event_from_row(row: &SqliteRow) -> Result<Event, StoreError> {
-    let currency: String = row.try_get("currency").map_err(map_error)?;
-    let hold_seconds: Option<i64> = row.try_get("hold_seconds").map_err(map_error)?;
-    Ok(Event {
-        id: EventId::from_trusted(row.try_get("id").map_err(map_error)?),
-        organization_id: OrganizationId::from_trusted(row.try_get("organization_id").map_err(map_error)?),
-        name: Name::from_trusted(row.try_get("name").map_err(map_error)?),
-        starts_at: Timestamp::from_millis(row.try_get("starts_at").map_err(map_error)?),
-        currency: Currency::parse(&currency).map_err(|_| corrupt("event currency"))?,
-        hold_seconds: hold_seconds
-            .map(HoldSeconds::parse)
-            .transpose()
-            .map_err(|_| corrupt("event hold_seconds"))?,
-        created_at: Timestamp::from_millis(row.try_get("created_at").map_err(map_error)?),
-    })
-}
-
-fn ticket_type_from_row(row: &SqliteRow) -> Result<TicketType, StoreError> {
-    Ok(TicketType {
-        id: TicketTypeId::from_trusted(row.try_get("id").map_err(map_error)?),
-        event_id: EventId::from_trusted(row.try_get("event_id").map_err(map_error)?),
-        name: Name::from_trusted(row.try_get("name").map_err(map_error)?),
-        price: Cents::from_trusted(row.try_get("price_cents").map_err(map_error)?),
-        capacity: Capacity::parse(row.try_get("capacity").map_err(map_error)?)
-            .map_err(|_| corrupt("ticket type capacity"))?,
-        max_per_order: MaxPerOrder::parse(row.try_get("max_per_order").map_err(map_error)?)
-            .map_err(|_| corrupt("ticket type max_per_order"))?,
-        on_sale: row.try_get("on_sale").map_err(map_error)?,
-        sold: row.try_get("sold").map_err(map_error)?,
-        held: row.try_get("held").map_err(map_error)?,
-        created_at: Timestamp::from_millis(row.try_get("created_at").map_err(map_error)?),
-    })
 }

@@ -18,6 +18,7 @@ mod events;
 mod holds;
 mod jobs;
 mod organizations;
+mod rows;
 
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
@@ -132,12 +133,6 @@ pub(crate) fn missing_parent(what: &'static str) -> impl FnOnce(sqlx::Error) -> 
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound(what),
         _ => map_error(err),
     }
-}
-
-/// A value read back from our own database that does not parse: the database was changed
-/// behind our back.
-pub(crate) fn corrupt(what: &str) -> StoreError {
-    StoreError::Other(format!("corrupt {what} in the database").into())
 }
 
 #[async_trait]

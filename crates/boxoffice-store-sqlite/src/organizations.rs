@@ -1,12 +1,14 @@
 //! Settings, organizations and API keys.
 
-use boxoffice_core::auth::{StoredApiKey, TokenHash};
+use boxoffice_core::auth::StoredApiKey;
 use boxoffice_core::ids::{ApiKeyId, OrganizationId};
-use boxoffice_core::organizations::{Name, Organization};
+use boxoffice_core::organizations::Organization;
+use boxoffice_core::rows;
 use boxoffice_core::{StoreError, Timestamp};
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
-use crate::{corrupt, map_error, missing_parent};
+use crate::rows::Columns;
+use crate::{map_error, missing_parent};
 
 pub(crate) async fn get_setting(pool: &SqlitePool, key: &str) -> Result<Option<String>, StoreError> {
     sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
@@ -44,11 +46,7 @@ pub(crate) async fn get(pool: &SqlitePool, id: &OrganizationId) -> Result<Organi
         .await
         .map_err(map_error)?
         .ok_or(StoreError::NotFound("organization"))?;
-    Ok(Organization {
-        id: OrganizationId::from_trusted(row.try_get("id").map_err(map_error)?),
-        name: Name::from_trusted(row.try_get("name").map_err(map_error)?),
-        created_at: Timestamp::from_millis(row.try_get("created_at").map_err(map_error)?),
-    })
+    rows::organization(&Columns(&row))
 }
 
 pub(crate) async fn count(pool: &SqlitePool) -> Result<i64, StoreError> {
@@ -83,10 +81,5 @@ pub(crate) async fn find_api_key(pool: &SqlitePool, id: &ApiKeyId) -> Result<Opt
     else {
         return Ok(None);
     };
-    let hash: String = row.try_get("secret_sha256").map_err(map_error)?;
-    Ok(Some(StoredApiKey {
-        id: ApiKeyId::from_trusted(row.try_get("id").map_err(map_error)?),
-        organization_id: OrganizationId::from_trusted(row.try_get("organization_id").map_err(map_error)?),
-        secret_hash: TokenHash::from_hex(&hash).ok_or_else(|| corrupt("API key hash"))?,
-    }))
+    rows::api_key(&Columns(&row)).map(Some)
 }

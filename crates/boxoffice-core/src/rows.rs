@@ -1,0 +1,146 @@
+//! Rebuilding domain values from stored rows, once for both engines.
+//!
+//! The SQL of the two stores differs (placeholders, locking), but the columns they read
+//! and how a column becomes a domain value do not. Each store implements [`StoredRow`]
+//! for its row type in a few lines; the mappings below are shared, so a new column or a
+//! stricter check is written once. Values that fail to parse mean the database was
+//! changed behind our back and surface as `StoreError::Other`.
+
+use crate::auth::{StoredApiKey, TokenHash};
+use crate::clock::Timestamp;
+use crate::events::{Capacity, Event, HoldSeconds, MaxPerOrder, TicketType};
+use crate::holds::{EmailAddress, Hold, HoldItem, HoldStatus, Quantity};
+use crate::ids::{ApiKeyId, EventId, HoldId, JobRunId, OrganizationId, TicketTypeId};
+use crate::jobs::{JobOutcome, JobRun};
+use crate::money::{Cents, Currency};
+use crate::organizations::{Name, Organization};
+use crate::store::StoreError;
+
+/// Typed access to one row's columns by name, as a store's row type provides it.
+pub trait StoredRow {
+    /// A non-null text column.
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    /// A nullable text column.
+    fn optional_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    /// A non-null integer column.
+    fn integer(&self, column: &str) -> Result<i64, StoreError>;
+    /// A nullable integer column.
+    fn optional_integer(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    /// A non-null boolean column.
+    fn boolean(&self, column: &str) -> Result<bool, StoreError>;
+
+    /// A non-null instant column (milliseconds since the epoch).
+    fn timestamp(&self, column: &str) -> Result<Timestamp, StoreError> {
+        self.integer(column).map(Timestamp::from_millis)
+    }
+}
+
+/// The error for a stored value that does not parse.
+pub fn corrupt(what: &str) -> StoreError {
+    StoreError::Other(format!("corrupt {what} in the database").into())
+}
+
+/// Columns: `id, name, created_at`.
+pub fn organization(row: &impl StoredRow) -> Result<Organization, StoreError> {
+    Ok(Organization {
+        id: OrganizationId::from_trusted(row.text("id")?),
+        name: Name::from_trusted(row.text("name")?),
+        created_at: row.timestamp("created_at")?,
+    })
+}
+
+/// Columns: `id, organization_id, secret_sha256`.
+pub fn api_key(row: &impl StoredRow) -> Result<StoredApiKey, StoreError> {
+    Ok(StoredApiKey {
+        id: ApiKeyId::from_trusted(row.text("id")?),
+        organization_id: OrganizationId::from_trusted(row.text("organization_id")?),
+        secret_hash: TokenHash::from_hex(&row.text("secret_sha256")?).ok_or_else(|| corrupt("API key hash"))?,
+    })
+}
+
+/// The columns [`event`] reads.
+pub const EVENT_COLUMNS: &str = "id, organization_id, name, starts_at, currency, hold_seconds, created_at";
+
+/// Columns: [`EVENT_COLUMNS`].
+pub fn event(row: &impl StoredRow) -> Result<Event, StoreError> {
+    Ok(Event {
+        id: EventId::from_trusted(row.text("id")?),
+        organization_id: OrganizationId::from_trusted(row.text("organization_id")?),
+        name: Name::from_trusted(row.text("name")?),
+        starts_at: row.timestamp("starts_at")?,
+        currency: Currency::parse(&row.text("currency")?).map_err(|_| corrupt("event currency"))?,
+        hold_seconds: row
+            .optional_integer("hold_seconds")?
+            .map(HoldSeconds::parse)
+            .transpose()
+            .map_err(|_| corrupt("event hold_seconds"))?,
+        created_at: row.timestamp("created_at")?,
+    })
+}
+
+/// The columns [`ticket_type`] reads.
+pub const TICKET_TYPE_COLUMNS: &str =
+    "id, event_id, name, price_cents, capacity, max_per_order, on_sale, sold, held, created_at";
+
+/// Columns: [`TICKET_TYPE_COLUMNS`]. `held` is the stored counter; callers subtract
+/// holds that expired but are not swept.
+pub fn ticket_type(row: &impl StoredRow) -> Result<TicketType, StoreError> {
+    Ok(TicketType {
+        id: TicketTypeId::from_trusted(row.text("id")?),
+        event_id: EventId::from_trusted(row.text("event_id")?),
+        name: Name::from_trusted(row.text("name")?),
+        price: Cents::from_trusted(row.integer("price_cents")?),
+        capacity: Capacity::parse(row.integer("capacity")?).map_err(|_| corrupt("ticket type capacity"))?,
+        max_per_order: MaxPerOrder::parse(row.integer("max_per_order")?)
+            .map_err(|_| corrupt("ticket type max_per_order"))?,
+        on_sale: row.boolean("on_sale")?,
+        sold: row.integer("sold")?,
+        held: row.integer("held")?,
+        created_at: row.timestamp("created_at")?,
+    })
+}
+
+/// The columns [`hold`] reads.
+pub const HOLD_COLUMNS: &str = "id, event_id, status, customer_email, amount_cents, currency, created_at, expires_at";
+
+/// Columns: [`HOLD_COLUMNS`], with the hold's items read separately.
+pub fn hold(row: &impl StoredRow, items: Vec<HoldItem>) -> Result<Hold, StoreError> {
+    Ok(Hold {
+        id: HoldId::from_trusted(row.text("id")?),
+        event_id: EventId::from_trusted(row.text("event_id")?),
+        stored_status: HoldStatus::parse(&row.text("status")?).ok_or_else(|| corrupt("hold status"))?,
+        customer_email: row.optional_text("customer_email")?.map(EmailAddress::from_trusted),
+        items,
+        amount: Cents::from_trusted(row.integer("amount_cents")?),
+        currency: Currency::parse(&row.text("currency")?).map_err(|_| corrupt("hold currency"))?,
+        created_at: row.timestamp("created_at")?,
+        expires_at: row.timestamp("expires_at")?,
+    })
+}
+
+/// Columns: `ticket_type_id, quantity, unit_price_cents`.
+pub fn hold_item(row: &impl StoredRow) -> Result<HoldItem, StoreError> {
+    Ok(HoldItem {
+        ticket_type_id: TicketTypeId::from_trusted(row.text("ticket_type_id")?),
+        quantity: Quantity::from_trusted(
+            u32::try_from(row.integer("quantity")?).map_err(|_| corrupt("hold quantity"))?,
+        ),
+        unit_price: Cents::from_trusted(row.integer("unit_price_cents")?),
+    })
+}
+
+/// The columns [`job_run`] reads.
+pub const JOB_RUN_COLUMNS: &str = "id, job, started_at, finished_at, outcome, affected, error";
+
+/// Columns: [`JOB_RUN_COLUMNS`].
+pub fn job_run(row: &impl StoredRow) -> Result<JobRun, StoreError> {
+    Ok(JobRun {
+        id: JobRunId::from_trusted(row.text("id")?),
+        job: row.text("job")?,
+        started_at: row.timestamp("started_at")?,
+        finished_at: row.timestamp("finished_at")?,
+        outcome: JobOutcome::parse(&row.text("outcome")?).ok_or_else(|| corrupt("job outcome"))?,
+        affected: u64::try_from(row.integer("affected")?).unwrap_or(0),
+        error: row.optional_text("error")?,
+    })
+}
