@@ -10,6 +10,7 @@ pub mod auth;
 pub mod clock;
 pub mod events;
 pub mod holds;
+pub mod idempotency;
 pub mod ids;
 pub mod jobs;
 pub mod money;
