@@ -76,7 +76,12 @@ impl fmt::Debug for TokenHash {
 
 /// A fresh operator token.
 pub fn generate_operator_token() -> SecretToken {
-    SecretToken(format!("bo_admin_{}", random_secret_hex()))
+    generate_secret("bo_admin_")
+}
+
+/// A fresh 256-bit secret after `prefix` (`whsec_`, `sk_test_`, …).
+pub fn generate_secret(prefix: &str) -> SecretToken {
+    SecretToken(format!("{prefix}{}", random_secret_hex()))
 }
 
 /// A freshly minted organization API key: its id and the full key to show once.

@@ -31,6 +31,29 @@ enum Command {
     Sweep(DatabaseArgs),
     /// Print hold statistics and the latest sweeper runs.
     Stats(DatabaseArgs),
+    /// Run the built-in Stripe test double on its own (for tests whose Stripe must outlive
+    /// a boxoffice process, or to point another system at it).
+    FakeStripe(FakeStripeArgs),
+}
+
+#[derive(Args)]
+struct FakeStripeArgs {
+    /// Address to serve on (`127.0.0.1:0` picks a free port; the address is printed).
+    #[arg(long, env = "BOXOFFICE_FAKE_STRIPE_LISTEN", default_value = "127.0.0.1:12111")]
+    listen: SocketAddr,
+
+    /// The one secret key the double accepts; generated and printed when unset.
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+
+    /// The secret that signs its webhooks; generated and printed when unset.
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+
+    /// Where it delivers webhooks (e.g. `http://127.0.0.1:8080/webhooks/stripe`); when
+    /// unset, events are only listed by `GET /v1/events`.
+    #[arg(long, env = "BOXOFFICE_FAKE_STRIPE_WEBHOOK_URL")]
+    webhook_url: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -104,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Some(Command::FakeStripe(args)) => fake_stripe(args).await,
         Some(Command::Stats(args)) => {
             let boxoffice = open(&args).await?;
             let stats = boxoffice.reservation_stats().await.context("reading hold statistics")?;
@@ -161,4 +185,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("boxoffice is serving {base}  (API: {base}/api/v1/events, OpenAPI: {base}/api/openapi.json)");
     tracing::info!(listen = %server.local_addr(), database = %store::redact(&config.database_url), "serving");
     server.run(startup::shutdown_signal()).await
+}
+
+async fn fake_stripe(args: FakeStripeArgs) -> anyhow::Result<()> {
+    let random = |prefix: &str| boxoffice_core::auth::generate_secret(prefix).expose().to_owned();
+    let (api_key, generated_key) = match args.api_key {
+        Some(key) => (key, false),
+        None => (random("sk_test_"), true),
+    };
+    let (webhook_secret, generated_secret) = match args.webhook_secret {
+        Some(secret) => (secret, false),
+        None => (random("whsec_"), true),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    if generated_key {
+        println!("Stripe secret key (generated): {api_key}");
+    }
+    if generated_secret {
+        println!("Webhook signing secret (generated): {webhook_secret}");
+    }
+    let fake = boxoffice_stripe::FakeStripe::new(boxoffice_stripe::FakeStripeConfig::new(
+        api_key,
+        webhook_secret,
+        args.webhook_url,
+    ));
+    println!("fake Stripe serving http://{address}  (faults: POST http://{address}/_control/faults)");
+    boxoffice_stripe::fake::serve(listener, fake, startup::shutdown_signal())
+        .await
+        .context("serving the fake Stripe")
 }

@@ -225,3 +225,60 @@ async fn the_demo_serves_a_box_office_and_prints_the_operator_token_once() {
     assert_eq!(body["active"], 1, "the hold survived the restart");
     terminate(again);
 }
+
+#[tokio::test]
+async fn fake_stripe_runs_alone_and_speaks_to_the_real_client() {
+    let mut child = boxoffice()
+        .args([
+            "fake-stripe",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-key",
+            "sk_test_cli",
+            "--webhook-secret",
+            "whsec_cli",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let base = line
+        .split("serving ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let running = Running {
+        child,
+        base: base.clone(),
+        lines: vec![line],
+    };
+
+    let client =
+        boxoffice_stripe::StripeClient::new(boxoffice_stripe::StripeConfig::new(base, "sk_test_cli".into())).unwrap();
+    let params = boxoffice_stripe::CreatePaymentIntent {
+        amount: 5_000,
+        currency: "eur".into(),
+        metadata: [("order_id".to_owned(), "ord_1".to_owned())].into(),
+        description: None,
+    };
+    let first = client.create_payment_intent(&params, "cli-test-key").await.unwrap();
+    let replay = client.create_payment_intent(&params, "cli-test-key").await.unwrap();
+    assert_eq!(
+        first.id, replay.id,
+        "the same idempotency key creates one PaymentIntent"
+    );
+    assert!(first.id.starts_with("pi_"));
+    let wrong_key = boxoffice_stripe::StripeClient::new(boxoffice_stripe::StripeConfig::new(
+        running.base.clone(),
+        "sk_test_wrong".into(),
+    ))
+    .unwrap();
+    assert!(wrong_key.retrieve_payment_intent(&first.id).await.is_err());
+    terminate(running);
+}
