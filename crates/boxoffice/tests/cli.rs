@@ -156,14 +156,7 @@ async fn the_demo_serves_a_box_office_and_prints_the_operator_token_once() {
         .expect("token printed at first start");
     let token = token_line.trim().rsplit(' ').next().unwrap().to_owned();
     let client = reqwest::Client::new();
-    let events: Value = client
-        .get(format!("{}/api/v1/events", running.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = get(&client, &running.base, "/api/v1/events", None).await.1;
     let event = &events["data"][0];
     assert_eq!(events["data"].as_array().unwrap().len(), 1);
     assert_eq!(event["ticket_types"].as_array().unwrap().len(), 3);
@@ -174,24 +167,13 @@ async fn the_demo_serves_a_box_office_and_prints_the_operator_token_once() {
         .await
         .unwrap();
     assert_eq!(hold.status(), 201);
-    let stats = client
-        .get(format!("{}/api/v1/admin/stats/reservations", running.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stats.status(), 200, "the printed token is the operator's");
+    let (status, _) = get(&client, &running.base, "/api/v1/admin/stats/reservations", Some(&token)).await;
+    assert_eq!(status, 200, "the printed token is the operator's");
     // The sweeper runs in the background every second.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let runs: Value = client
-        .get(format!("{}/api/v1/admin/jobs/runs", running.base))
-        .bearer_auth(&token)
-        .send()
+    let runs = get(&client, &running.base, "/api/v1/admin/jobs/runs", Some(&token))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     assert!(
         !runs["data"].as_array().unwrap().is_empty(),
         "background sweeps are recorded: {runs}"
@@ -205,25 +187,22 @@ async fn the_demo_serves_a_box_office_and_prints_the_operator_token_once() {
         "{:?}",
         again.lines
     );
-    let events: Value = client
-        .get(format!("{}/api/v1/events", again.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = get(&client, &again.base, "/api/v1/events", None).await.1;
     assert_eq!(events["data"].as_array().unwrap().len(), 1);
-    let stats = client
-        .get(format!("{}/api/v1/admin/stats/reservations", again.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stats.status(), 200);
-    let body: Value = stats.json().await.unwrap();
-    assert_eq!(body["active"], 1, "the hold survived the restart");
+    let (status, stats) = get(&client, &again.base, "/api/v1/admin/stats/reservations", Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["active"], 1, "the hold survived the restart");
     terminate(again);
+}
+
+async fn get(client: &reqwest::Client, base: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = client.get(format!("{base}{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
