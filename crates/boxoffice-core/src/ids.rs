@@ -97,6 +97,10 @@ define_id!(
     HoldId, "hold", "reservation"
 );
 define_id!(
+    /// An order. Unguessable: the buyer reads it with nothing but its id.
+    OrderId, "ord", "order"
+);
+define_id!(
     /// A recorded run of a background job.
     JobRunId, "run", "job run"
 );

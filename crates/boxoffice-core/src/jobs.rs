@@ -6,6 +6,15 @@ use crate::ids::JobRunId;
 /// The hold expiry sweeper's job name.
 pub const EXPIRE_HOLDS: &str = "expire-holds";
 
+/// The job that finishes payment requests stopped after their order was created.
+pub const PAYMENT_COMPLETER: &str = "payment-completer";
+
+/// The job that removes idempotency records past their retention.
+pub const IDEMPOTENCY_REAPER: &str = "idempotency-reaper";
+
+/// Every job whose runs are recorded.
+pub const ALL: &[&str] = &[EXPIRE_HOLDS, PAYMENT_COMPLETER, IDEMPOTENCY_REAPER];
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobOutcome {

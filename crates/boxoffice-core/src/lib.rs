@@ -15,6 +15,7 @@ pub mod ids;
 pub mod jobs;
 pub mod money;
 pub mod organizations;
+pub mod payments;
 pub mod rows;
 pub mod service;
 pub mod store;

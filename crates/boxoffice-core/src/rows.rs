@@ -10,10 +10,11 @@ use crate::auth::{StoredApiKey, TokenHash};
 use crate::clock::Timestamp;
 use crate::events::{Capacity, Event, HoldSeconds, MaxPerOrder, TicketType};
 use crate::holds::{EmailAddress, Hold, HoldItem, HoldStatus, Quantity};
-use crate::ids::{ApiKeyId, EventId, HoldId, JobRunId, OrganizationId, TicketTypeId};
+use crate::ids::{ApiKeyId, EventId, HoldId, JobRunId, OrderId, OrganizationId, TicketTypeId};
 use crate::jobs::{JobOutcome, JobRun};
 use crate::money::{Cents, Currency};
 use crate::organizations::{Name, Organization};
+use crate::payments::{IdempotencyRecord, Order, OrderStatus, RecoveryPoint, StoredResponse};
 use crate::store::StoreError;
 
 /// Typed access to one row's columns by name, as a store's row type provides it.
@@ -142,5 +143,52 @@ pub fn job_run(row: &impl StoredRow) -> Result<JobRun, StoreError> {
         outcome: JobOutcome::parse(&row.text("outcome")?).ok_or_else(|| corrupt("job outcome"))?,
         affected: u64::try_from(row.integer("affected")?).unwrap_or(0),
         error: row.optional_text("error")?,
+    })
+}
+
+/// The columns [`order`] reads.
+pub const ORDER_COLUMNS: &str =
+    "id, hold_id, status, amount_cents, currency, payment_intent_id, client_secret, created_at";
+
+/// Columns: [`ORDER_COLUMNS`].
+pub fn order(row: &impl StoredRow) -> Result<Order, StoreError> {
+    Ok(Order {
+        id: OrderId::from_trusted(row.text("id")?),
+        hold_id: HoldId::from_trusted(row.text("hold_id")?),
+        status: OrderStatus::parse(&row.text("status")?).ok_or_else(|| corrupt("order status"))?,
+        amount: Cents::from_trusted(row.integer("amount_cents")?),
+        currency: Currency::parse(&row.text("currency")?).map_err(|_| corrupt("order currency"))?,
+        payment_intent_id: row.optional_text("payment_intent_id")?,
+        client_secret: row.optional_text("client_secret")?,
+        created_at: row.timestamp("created_at")?,
+    })
+}
+
+/// The columns [`idempotency_record`] reads.
+pub const IDEMPOTENCY_COLUMNS: &str =
+    "scope, client_key, hold_id, fingerprint, recovery_point, order_id, response_status, response_body, created_at";
+
+/// Columns: [`IDEMPOTENCY_COLUMNS`].
+pub fn idempotency_record(row: &impl StoredRow) -> Result<IdempotencyRecord, StoreError> {
+    let response = match (
+        row.optional_integer("response_status")?,
+        row.optional_text("response_body")?,
+    ) {
+        (Some(status), Some(body)) => Some(StoredResponse {
+            status: u16::try_from(status).map_err(|_| corrupt("idempotency response status"))?,
+            body,
+        }),
+        _ => None,
+    };
+    Ok(IdempotencyRecord {
+        scope: row.text("scope")?,
+        key: row.text("client_key")?,
+        hold_id: HoldId::from_trusted(row.text("hold_id")?),
+        fingerprint: row.text("fingerprint")?,
+        recovery_point: RecoveryPoint::parse(&row.text("recovery_point")?)
+            .ok_or_else(|| corrupt("idempotency recovery point"))?,
+        order_id: row.optional_text("order_id")?.map(OrderId::from_trusted),
+        response,
+        created_at: row.timestamp("created_at")?,
     })
 }

@@ -8,10 +8,15 @@ use crate::auth::{self, Caller, MintedApiKey, SecretToken, StoredApiKey, TokenHa
 use crate::clock::{Clock, Timestamp};
 use crate::events::{Capacity, Event, EventWithTicketTypes, HoldSeconds, MaxPerOrder, TicketType, TicketTypeChanges};
 use crate::holds::{Hold, HoldItem, HoldRequest, HoldStatus, ReservationStats};
-use crate::ids::{EventId, HoldId, JobRunId, OrganizationId, TicketTypeId};
+use crate::idempotency::IdempotencyKey;
+use crate::ids::{EventId, HoldId, JobRunId, OrderId, OrganizationId, TicketTypeId};
 use crate::jobs::{self, JobOutcome, JobRun};
 use crate::money::{Cents, Currency};
 use crate::organizations::{Name, Organization};
+use crate::payments::{
+    Begun, IdempotencyRecord, IntentRequest, Order, OrderPhase, PROVIDER_KEY_SAFE_AGE, PaymentIntentCreated,
+    PaymentProvider, ProviderError, ProviderIntent, RecoveryPoint, StoredResponse,
+};
 use crate::store::{Page, PageRequest, Store, StoreError};
 
 /// The setting under which the operator token's hash is kept.
@@ -27,6 +32,14 @@ pub struct Settings {
     pub default_hold: Duration,
     /// Holds expired per sweeper transaction; bounds each transaction's size and lock time.
     pub sweep_batch: u32,
+    /// How long a hold is kept at least once payment starts.
+    pub payment_grace: Duration,
+    /// How long a request holds its idempotency key's lock. Longer than the provider
+    /// client's worst case (timeout times attempts), so a live request is never taken
+    /// over; short enough that a crashed process does not block its key for long.
+    pub idempotency_lock: Duration,
+    /// How long finished idempotency records are kept (at least 24 hours, SPEC §5).
+    pub idempotency_retention: Duration,
 }
 
 impl Default for Settings {
@@ -34,8 +47,43 @@ impl Default for Settings {
         Self {
             default_hold: Duration::from_secs(15 * 60),
             sweep_batch: 1_000,
+            payment_grace: Duration::from_secs(5 * 60),
+            idempotency_lock: Duration::from_secs(120),
+            idempotency_retention: Duration::from_secs(48 * 60 * 60),
         }
     }
+}
+
+/// Unfinished idempotency records older than this are abandoned and removed by the reaper;
+/// by then the completer has finished every one it could.
+const ABANDONED_RECORD_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Records the completer claims per run.
+const COMPLETER_BATCH: u32 = 100;
+
+/// Records the reaper deletes per transaction.
+const REAPER_BATCH: u32 = 1_000;
+
+/// A payment-intent request, parsed.
+#[derive(Debug, Clone)]
+pub struct PaymentRequest {
+    /// Whose key (see `idempotency::scope_of`).
+    pub scope: String,
+    /// The client's key.
+    pub key: IdempotencyKey,
+    /// The reservation to pay for.
+    pub hold_id: HoldId,
+    /// A digest of method, path and body.
+    pub fingerprint: String,
+}
+
+/// The answer to a payment-intent request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentAnswer {
+    /// Produced by this request.
+    Fresh(StoredResponse),
+    /// Stored by an earlier request with the same key, replayed.
+    Replayed(StoredResponse),
 }
 
 /// Why a use case did not happen.
@@ -53,6 +101,18 @@ pub enum Error {
     /// The hold is completed (409).
     #[error("the hold is completed")]
     HoldCompleted,
+    /// Another request with this idempotency key is in flight (409, `Retry-After`).
+    #[error("a request with this Idempotency-Key is still being processed")]
+    KeyInUse {
+        /// Seconds until the other request's lock runs out.
+        retry_after_seconds: u64,
+    },
+    /// The idempotency key was used for a different request (422).
+    #[error("this Idempotency-Key was used for a different request")]
+    KeyReused,
+    /// The payment provider's outcome is unknown; retrying with the same key resumes (502).
+    #[error("the payment provider is unavailable: {0}")]
+    ProviderUnavailable(String),
     /// Storage failed.
     #[error(transparent)]
     Store(StoreError),
@@ -106,12 +166,24 @@ pub struct BoxOffice {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     settings: Settings,
+    provider: Option<Arc<dyn PaymentProvider>>,
 }
 
 impl BoxOffice {
-    /// Assembles the use cases.
+    /// Assembles the use cases, without a payment provider.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) -> Self {
-        Self { store, clock, settings }
+        Self {
+            store,
+            clock,
+            settings,
+            provider: None,
+        }
+    }
+
+    /// The same use cases, paying through `provider`.
+    pub fn with_payment_provider(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
+        self.provider = Some(provider);
+        self
     }
 
     /// The current instant by this box office's clock.
@@ -407,8 +479,9 @@ impl BoxOffice {
             affected,
             error: error.as_ref().map(|err| error_chain(err)),
         };
-        let keep_after = Timestamp::from_millis(finished_at.as_millis() - JOB_RUN_RETENTION.as_millis() as i64);
-        self.store.record_job_run(&run, keep_after).await?;
+        self.store
+            .record_job_run(&run, minus(finished_at, JOB_RUN_RETENTION))
+            .await?;
         match error {
             Some(err) => Err(Error::Store(err)),
             None => Ok(run),
@@ -418,6 +491,253 @@ impl BoxOffice {
     /// The latest runs of a job, newest first.
     pub async fn list_job_runs(&self, job: &str, limit: u32) -> Result<Vec<JobRun>, Error> {
         Ok(self.store.list_job_runs(job, limit).await?)
+    }
+}
+
+impl BoxOffice {
+    // ----- payments -------------------------------------------------------------------
+
+    fn provider(&self) -> Result<&Arc<dyn PaymentProvider>, Error> {
+        self.provider
+            .as_ref()
+            .ok_or_else(|| Error::ProviderUnavailable("no payment provider is configured".into()))
+    }
+
+    /// Creates (or replays) the PaymentIntent of a reservation, idempotently under the
+    /// client's key; see `crate::payments` for the phases.
+    pub async fn create_payment_intent(&self, request: PaymentRequest) -> Result<PaymentAnswer, Error> {
+        self.provider()?;
+        // An unknown reservation is a plain 404, not a key spent on nothing.
+        self.store.get_hold(&request.hold_id).await?;
+        let now = self.now();
+        let record = IdempotencyRecord {
+            scope: request.scope,
+            key: request.key.as_str().to_owned(),
+            hold_id: request.hold_id,
+            fingerprint: request.fingerprint,
+            recovery_point: RecoveryPoint::Started,
+            order_id: None,
+            response: None,
+            created_at: now,
+        };
+        match self
+            .store
+            .begin_idempotent_request(&record, now.plus(self.settings.idempotency_lock), now)
+            .await?
+        {
+            Begun::Replay(response) => Ok(PaymentAnswer::Replayed(response)),
+            Begun::Mismatch => Err(Error::KeyReused),
+            Begun::InUse { locked_until } => {
+                let retry_after_seconds = u64::try_from(now.seconds_until(locked_until)).unwrap_or(0).max(1);
+                Err(Error::KeyInUse { retry_after_seconds })
+            }
+            Begun::Proceed(record) => self.drive_payment(record).await.map(PaymentAnswer::Fresh),
+        }
+    }
+
+    /// Drives a record whose lock this caller holds from its recovery point to the end.
+    /// Requests and the completer share it, so a crash anywhere is finished the same way.
+    async fn drive_payment(&self, record: IdempotencyRecord) -> Result<StoredResponse, Error> {
+        let provider = self.provider()?.clone();
+        let (scope, key) = (record.scope.as_str(), record.key.as_str());
+        let order = match (record.recovery_point, &record.order_id) {
+            (RecoveryPoint::Finished, _) => {
+                return record
+                    .response
+                    .ok_or_else(|| Error::Invalid("a finished record without an answer".into()));
+            }
+            (RecoveryPoint::OrderCreated, Some(order_id)) => self.store.get_order(order_id).await?,
+            _ => {
+                let phase = self
+                    .store
+                    .create_order_for_request(
+                        scope,
+                        key,
+                        &OrderId::generate(),
+                        self.settings.payment_grace,
+                        self.now(),
+                    )
+                    .await?;
+                match phase {
+                    OrderPhase::Ready(order) => order,
+                    OrderPhase::HoldNotActive(status) => {
+                        let response = hold_not_active(status);
+                        self.store
+                            .finish_idempotent_request(scope, key, &response, None, self.now())
+                            .await?;
+                        return Ok(response);
+                    }
+                }
+            }
+        };
+
+        // A record older than the provider's memory of keys is never re-driven with the
+        // key: the PaymentIntent, if any, is looked up by the order instead.
+        let too_old_to_redrive = self.now() >= record.created_at.plus(PROVIDER_KEY_SAFE_AGE);
+        let outcome = if too_old_to_redrive {
+            provider.find_payment_intent_for_order(&order.id).await
+        } else {
+            let request = IntentRequest {
+                amount: order.amount,
+                currency: order.currency,
+                metadata: [
+                    ("order_id".to_owned(), order.id.to_string()),
+                    ("reservation_id".to_owned(), order.hold_id.to_string()),
+                ]
+                .into(),
+            };
+            provider
+                .create_payment_intent(&request, &order.provider_idempotency_key())
+                .await
+                .map(Some)
+        };
+        let response = match outcome {
+            Ok(Some(intent)) => {
+                let response = intent_created(&order, &intent);
+                self.store
+                    .finish_idempotent_request(scope, key, &response, Some((&order.id, &intent)), self.now())
+                    .await?;
+                return Ok(response);
+            }
+            // Looked up and absent: the create call never reached the provider, and the
+            // hold ran out long ago.
+            Ok(None) => error_response(
+                409,
+                "hold_expired",
+                "the reservation expired before its payment was created",
+            ),
+            Err(ProviderError::Refused(message)) => error_response(
+                422,
+                "invalid_request",
+                &format!("the payment provider refused: {message}"),
+            ),
+            Err(ProviderError::Indeterminate(message)) => {
+                // Nothing is stored: the next request with this key resumes right here.
+                self.store.release_idempotency_lock(scope, key).await?;
+                return Err(Error::ProviderUnavailable(message));
+            }
+        };
+        self.store
+            .finish_idempotent_request(scope, key, &response, None, self.now())
+            .await?;
+        Ok(response)
+    }
+
+    /// The completer: finishes payment requests that stopped after their order was
+    /// created (a crash, or an indeterminate provider answer whose client never retried),
+    /// and records the run. Indeterminate failures leave a record for the next run.
+    pub async fn complete_stalled_payments(&self) -> Result<JobRun, Error> {
+        let started_at = self.now();
+        let claimed = self
+            .store
+            .claim_stalled_requests(
+                started_at,
+                started_at.plus(self.settings.idempotency_lock),
+                COMPLETER_BATCH,
+            )
+            .await?;
+        let mut affected = 0;
+        let mut errors = Vec::new();
+        for record in claimed {
+            match self.drive_payment(record).await {
+                Ok(_) => affected += 1,
+                Err(err) => errors.push(error_chain(&err)),
+            }
+        }
+        self.record_run(jobs::PAYMENT_COMPLETER, started_at, affected, errors)
+            .await
+    }
+
+    /// The reaper: removes idempotency records past their retention, and records the run.
+    pub async fn reap_idempotency_records(&self) -> Result<JobRun, Error> {
+        let started_at = self.now();
+        let finished_before = minus(started_at, self.settings.idempotency_retention);
+        let abandoned_before = minus(started_at, ABANDONED_RECORD_AGE);
+        let mut affected = 0;
+        loop {
+            let deleted = self
+                .store
+                .delete_idempotency_records(finished_before, abandoned_before, REAPER_BATCH)
+                .await?;
+            affected += deleted;
+            if deleted < u64::from(REAPER_BATCH) {
+                break;
+            }
+        }
+        self.record_run(jobs::IDEMPOTENCY_REAPER, started_at, affected, Vec::new())
+            .await
+    }
+
+    async fn record_run(
+        &self,
+        job: &str,
+        started_at: Timestamp,
+        affected: u64,
+        errors: Vec<String>,
+    ) -> Result<JobRun, Error> {
+        let finished_at = self.now();
+        let run = JobRun {
+            id: JobRunId::generate(),
+            job: job.to_owned(),
+            started_at,
+            finished_at,
+            outcome: if errors.is_empty() {
+                JobOutcome::Succeeded
+            } else {
+                JobOutcome::Failed
+            },
+            affected,
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
+        };
+        self.store
+            .record_job_run(&run, minus(finished_at, JOB_RUN_RETENTION))
+            .await?;
+        Ok(run)
+    }
+
+    /// Reads an order (public: knowing its id is the credential).
+    pub async fn get_order(&self, id: &OrderId) -> Result<Order, Error> {
+        Ok(self.store.get_order(id).await?)
+    }
+}
+
+fn minus(at: Timestamp, duration: Duration) -> Timestamp {
+    Timestamp::from_millis(
+        at.as_millis()
+            .saturating_sub(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
+    )
+}
+
+/// The stored answer for a hold that cannot be paid any more.
+fn hold_not_active(status: HoldStatus) -> StoredResponse {
+    match status {
+        HoldStatus::Completed => error_response(409, "hold_completed", "the reservation is already paid"),
+        HoldStatus::Cancelled => error_response(409, "hold_expired", "the reservation was cancelled"),
+        _ => error_response(409, "hold_expired", "the reservation has expired"),
+    }
+}
+
+fn intent_created(order: &Order, intent: &ProviderIntent) -> StoredResponse {
+    let body = PaymentIntentCreated {
+        order_id: order.id.to_string(),
+        payment_intent_id: intent.id.clone(),
+        client_secret: intent.client_secret.clone(),
+        amount_cents: order.amount.get(),
+        currency: order.currency.to_string(),
+        status: intent.status.clone(),
+    };
+    StoredResponse {
+        status: 201,
+        body: serde_json::to_string(&body).unwrap_or_default(),
+    }
+}
+
+/// An error answer in the API's error shape, for storing and replaying.
+fn error_response(status: u16, code: &str, message: &str) -> StoredResponse {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    StoredResponse {
+        status,
+        body: body.to_string(),
     }
 }
 

@@ -11,9 +11,10 @@ use crate::auth::StoredApiKey;
 use crate::clock::Timestamp;
 use crate::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use crate::holds::{Hold, ReservationStats};
-use crate::ids::{ApiKeyId, EventId, HoldId, OrganizationId, TicketTypeId};
+use crate::ids::{ApiKeyId, EventId, HoldId, OrderId, OrganizationId, TicketTypeId};
 use crate::jobs::JobRun;
 use crate::organizations::Organization;
+use crate::payments::{Begun, IdempotencyRecord, Order, OrderPhase, ProviderIntent, StoredResponse};
 
 /// A boxed error from a storage engine, kept whole for logs and the error store.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -154,4 +155,68 @@ pub trait Store: Send + Sync + 'static {
 
     /// Lists runs of a job, newest first.
     async fn list_job_runs(&self, job: &str, limit: u32) -> Result<Vec<JobRun>, StoreError>;
+
+    // ----- payments (see `crate::payments` for the phases) ---------------------------
+
+    /// Phase 1. Records `record` (at `started`) and locks it until `lock_until`, or finds
+    /// the earlier record with its scope and key: `Replay` when finished, `Mismatch` when
+    /// its fingerprint differs, `InUse` while another request holds an unexpired lock,
+    /// otherwise takes over the lock and answers `Proceed` with the stored record.
+    /// Concurrent callers with one key: exactly one gets `Proceed`.
+    async fn begin_idempotent_request(
+        &self,
+        record: &IdempotencyRecord,
+        lock_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Begun, StoreError>;
+
+    /// Phase 2, in one transaction: unless the record's hold is no longer active at `now`,
+    /// creates its order (with `new_order_id`; or reuses the hold's existing order — one per
+    /// reservation), extends the hold so that at least `grace` remains (once per hold), and
+    /// moves the record to `order_created`.
+    async fn create_order_for_request(
+        &self,
+        scope: &str,
+        key: &str,
+        new_order_id: &OrderId,
+        grace: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<OrderPhase, StoreError>;
+
+    /// Phase 4, in one transaction: stores the answer, moves the record to `finished`,
+    /// releases its lock and, with `intent`, records the PaymentIntent on the order.
+    async fn finish_idempotent_request(
+        &self,
+        scope: &str,
+        key: &str,
+        response: &StoredResponse,
+        intent: Option<(&OrderId, &ProviderIntent)>,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Releases a record's lock without moving it, after an indeterminate failure, so the
+    /// next request with the key resumes at once.
+    async fn release_idempotency_lock(&self, scope: &str, key: &str) -> Result<(), StoreError>;
+
+    /// For the completer: locks until `lock_until` and returns up to `limit` records
+    /// stopped at `order_created` whose lock is released or expired at `now`. Concurrent
+    /// callers (other instances) never get the same record.
+    async fn claim_stalled_requests(
+        &self,
+        now: Timestamp,
+        lock_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<IdempotencyRecord>, StoreError>;
+
+    /// For the reaper: deletes up to `limit` finished records created before
+    /// `finished_before` and unfinished ones created before `abandoned_before`.
+    async fn delete_idempotency_records(
+        &self,
+        finished_before: Timestamp,
+        abandoned_before: Timestamp,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+
+    /// Reads an order.
+    async fn get_order(&self, id: &OrderId) -> Result<Order, StoreError>;
 }

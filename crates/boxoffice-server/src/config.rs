@@ -23,6 +23,20 @@ pub struct ServerConfig {
     pub rate_limit_per_minute: u32,
     /// Seed demo data into an empty database.
     pub demo: bool,
+    /// Where the Stripe client sends requests; `None` means the built-in test double,
+    /// mounted at `/_fake-stripe` on this server.
+    pub stripe_api_base: Option<String>,
+    /// The Stripe API key; generated for the test double when unset.
+    pub stripe_secret_key: Option<SecretToken>,
+    /// Webhook signing secrets, any of which may sign (rotation); generated for the test
+    /// double when empty.
+    pub stripe_webhook_secrets: Vec<SecretToken>,
+    /// How long a hold is kept at least once payment starts.
+    pub payment_grace: Duration,
+    /// How long a payment request holds its idempotency key before another may take over.
+    pub idempotency_lock_timeout: Duration,
+    /// How often the payment completer looks for stalled payment requests.
+    pub payment_completer_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +49,12 @@ impl Default for ServerConfig {
             sweep_interval: Duration::from_secs(30),
             rate_limit_per_minute: 600,
             demo: false,
+            stripe_api_base: None,
+            stripe_secret_key: None,
+            stripe_webhook_secrets: Vec::new(),
+            payment_grace: Duration::from_secs(5 * 60),
+            idempotency_lock_timeout: Duration::from_secs(120),
+            payment_completer_interval: Duration::from_secs(15),
         }
     }
 }

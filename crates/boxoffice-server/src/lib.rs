@@ -10,6 +10,7 @@ pub mod demo;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod payments;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

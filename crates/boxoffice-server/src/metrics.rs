@@ -23,6 +23,12 @@ struct OutcomeLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    job: String,
+    outcome: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms to ~8 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 15))
@@ -36,7 +42,8 @@ pub struct Metrics {
     holds_created: Counter,
     holds_sold_out: Counter,
     holds_expired: Counter,
-    sweeper_runs: Family<OutcomeLabels, Counter>,
+    job_runs: Family<JobLabels, Counter>,
+    payment_requests: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -76,8 +83,18 @@ impl Metrics {
             "Holds marked expired by the sweeper",
             holds_expired.clone(),
         );
-        let sweeper_runs = Family::<OutcomeLabels, Counter>::default();
-        registry.register("sweeper_runs", "Expiry sweeper runs by outcome", sweeper_runs.clone());
+        let job_runs = Family::<JobLabels, Counter>::default();
+        registry.register(
+            "job_runs",
+            "Background job runs (sweeper, completer, reaper) by outcome",
+            job_runs.clone(),
+        );
+        let payment_requests = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "payment_intent_requests",
+            "Payment-intent requests by outcome: created, replayed, in_use, key_reused, provider_unavailable, rejected",
+            payment_requests.clone(),
+        );
         Self {
             registry,
             requests,
@@ -85,7 +102,8 @@ impl Metrics {
             holds_created,
             holds_sold_out,
             holds_expired,
-            sweeper_runs,
+            job_runs,
+            payment_requests,
         }
     }
 
@@ -115,15 +133,27 @@ impl Metrics {
         self.holds_sold_out.inc();
     }
 
-    /// Counts a sweeper run and what it expired.
-    pub fn sweeper_run(&self, succeeded: bool, expired: u64) {
+    /// Counts a job run; for the sweeper, also the holds it expired.
+    pub fn job_run(&self, job: &str, succeeded: bool, affected: u64) {
         let outcome = if succeeded { "succeeded" } else { "failed" };
-        self.sweeper_runs
+        self.job_runs
+            .get_or_create(&JobLabels {
+                job: job.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        if job == boxoffice_core::jobs::EXPIRE_HOLDS {
+            self.holds_expired.inc_by(affected);
+        }
+    }
+
+    /// Counts a payment-intent request by outcome.
+    pub fn payment_request(&self, outcome: &str) {
+        self.payment_requests
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
             })
             .inc();
-        self.holds_expired.inc_by(expired);
     }
 
     /// The Prometheus text exposition.

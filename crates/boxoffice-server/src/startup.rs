@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use boxoffice_core::auth::SecretToken;
+use boxoffice_core::auth::{self, SecretToken};
 use boxoffice_core::events::EventWithTicketTypes;
 use boxoffice_core::{BoxOffice, Clock, Settings};
 use tokio::net::TcpListener;
@@ -16,6 +16,7 @@ use crate::config::ServerConfig;
 use crate::http::middleware::RateLimiter;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::payments::StripeProvider;
 use crate::{demo, jobs, store};
 
 /// A server bound to its address, ready to run.
@@ -37,9 +38,18 @@ impl Server {
             .with_context(|| format!("opening the database {}", store::redact(&config.database_url)))?;
         let settings = Settings {
             default_hold: config.hold_duration,
+            payment_grace: config.payment_grace,
+            idempotency_lock: config.idempotency_lock_timeout,
             ..Settings::default()
         };
-        let boxoffice = BoxOffice::new(store, clock, settings);
+        // Bound first: the built-in Stripe double lives at this server's own address.
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+        let (stripe_client, fake_stripe) = stripe_setup(&config, local_addr)?;
+        let boxoffice =
+            BoxOffice::new(store, clock, settings).with_payment_provider(Arc::new(StripeProvider::new(stripe_client)));
         let (operator_token_hash, generated_operator_token) = boxoffice
             .ensure_operator_token(config.admin_token.as_ref())
             .await
@@ -55,10 +65,10 @@ impl Server {
             metrics: Arc::new(Metrics::new()),
             rate_limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),
         };
-        let router = http::router(state.clone());
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("listening on {}", config.listen))?;
+        let mut router = http::router(state.clone());
+        if let Some(fake) = fake_stripe {
+            router = router.nest(FAKE_STRIPE_PATH, fake.router());
+        }
         Ok(Self {
             listener,
             router,
@@ -94,15 +104,27 @@ impl Server {
     /// finish, and stops the background jobs.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let stop_jobs = CancellationToken::new();
-        let mut tasks = Vec::new();
-        if !self.config.sweep_interval.is_zero() {
-            tasks.push(jobs::sweeper::spawn(
-                self.state.boxoffice.clone(),
-                self.state.metrics.clone(),
-                self.config.sweep_interval,
-                stop_jobs.clone(),
-            ));
-        }
+        let schedule = [
+            (boxoffice_core::jobs::EXPIRE_HOLDS, self.config.sweep_interval),
+            (
+                boxoffice_core::jobs::PAYMENT_COMPLETER,
+                self.config.payment_completer_interval,
+            ),
+            (boxoffice_core::jobs::IDEMPOTENCY_REAPER, jobs::REAPER_INTERVAL),
+        ];
+        let tasks: Vec<_> = schedule
+            .into_iter()
+            .filter(|(_, interval)| !interval.is_zero())
+            .map(|(job, interval)| {
+                jobs::spawn(
+                    job,
+                    self.state.boxoffice.clone(),
+                    self.state.metrics.clone(),
+                    interval,
+                    stop_jobs.clone(),
+                )
+            })
+            .collect();
         let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         stop_jobs.cancel();
@@ -110,6 +132,64 @@ impl Server {
             let _ = task.await;
         }
         served.context("serving HTTP")
+    }
+}
+
+/// Where the built-in Stripe test double is mounted in the default configuration.
+pub const FAKE_STRIPE_PATH: &str = "/_fake-stripe";
+
+/// The Stripe client, and the test double to mount when no Stripe base URL is configured.
+/// The double is never mounted when a real base is given.
+fn stripe_setup(
+    config: &ServerConfig,
+    local_addr: SocketAddr,
+) -> anyhow::Result<(boxoffice_stripe::StripeClient, Option<boxoffice_stripe::FakeStripe>)> {
+    let (api_base, secret_key, fake) = match &config.stripe_api_base {
+        Some(base) => {
+            let key = config
+                .stripe_secret_key
+                .clone()
+                .context("--stripe-secret-key (STRIPE_SECRET_KEY) is required with --stripe-api-base")?;
+            (base.trim_end_matches('/').to_owned(), key, None)
+        }
+        None => {
+            let key = config
+                .stripe_secret_key
+                .clone()
+                .unwrap_or_else(|| auth::generate_secret("sk_test_"));
+            let webhook_secret = config
+                .stripe_webhook_secrets
+                .first()
+                .cloned()
+                .unwrap_or_else(|| auth::generate_secret("whsec_"));
+            // Webhook delivery to this server starts with the webhook endpoint (SPEC §6);
+            // until then the double keeps its events for GET /v1/events.
+            let fake = boxoffice_stripe::FakeStripe::new(boxoffice_stripe::FakeStripeConfig::new(
+                key.expose(),
+                webhook_secret.expose(),
+                None,
+            ));
+            (
+                format!("http://{}{FAKE_STRIPE_PATH}", reachable(local_addr)),
+                key,
+                Some(fake),
+            )
+        }
+    };
+    let client = boxoffice_stripe::StripeClient::new(boxoffice_stripe::StripeConfig::new(
+        api_base,
+        boxoffice_stripe::SecretString::from(secret_key.expose().to_owned()),
+    ))
+    .context("building the Stripe client")?;
+    Ok((client, fake))
+}
+
+/// The address this process can reach itself at: a wildcard bind becomes loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) if v4.ip().is_unspecified() => SocketAddr::from(([127, 0, 0, 1], v4.port())),
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v6.port())),
+        other => other,
     }
 }
 

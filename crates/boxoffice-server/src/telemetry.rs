@@ -33,6 +33,8 @@ pub enum Component {
     Http,
     /// A background job.
     Job(&'static str),
+    /// The payment provider (an indeterminate answer, a refusal).
+    Payments,
 }
 
 /// Records a server-side failure: a 5xx, a panic, a job failure.
@@ -43,5 +45,11 @@ pub fn record_failure(component: Component, request_id: Option<&str>, message: &
     match component {
         Component::Http => tracing::error!(component = "http", request_id, error = message, "request failed"),
         Component::Job(job) => tracing::error!(component = "job", job, error = message, "job failed"),
+        Component::Payments => tracing::error!(
+            component = "payments",
+            request_id,
+            error = message,
+            "payment provider error"
+        ),
     }
 }

@@ -103,7 +103,7 @@ pub(crate) async fn get(pool: &PgPool, id: &HoldId) -> Result<Hold, StoreError> 
     load(&mut conn, id, false).await
 }
 
-async fn load(conn: &mut PgConnection, id: &HoldId, lock: bool) -> Result<Hold, StoreError> {
+pub(crate) async fn load(conn: &mut PgConnection, id: &HoldId, lock: bool) -> Result<Hold, StoreError> {
     let row = sqlx::query(&format!(
         "SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1{}",
         if lock { " FOR UPDATE" } else { "" }

@@ -14,6 +14,7 @@ mod events;
 mod holds;
 mod jobs;
 mod organizations;
+mod payments;
 mod rows;
 
 use std::str::FromStr;
@@ -23,9 +24,10 @@ use async_trait::async_trait;
 use boxoffice_core::auth::StoredApiKey;
 use boxoffice_core::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use boxoffice_core::holds::{Hold, ReservationStats};
-use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, OrganizationId, TicketTypeId};
+use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, OrderId, OrganizationId, TicketTypeId};
 use boxoffice_core::jobs::JobRun;
 use boxoffice_core::organizations::Organization;
+use boxoffice_core::payments::{Begun, IdempotencyRecord, Order, OrderPhase, ProviderIntent, StoredResponse};
 use boxoffice_core::{Page, PageRequest, Store, StoreError, Timestamp};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -268,5 +270,84 @@ impl Store for PgStore {
 
     async fn list_job_runs(&self, job: &str, limit: u32) -> Result<Vec<JobRun>, StoreError> {
         jobs::list(&self.pool, job, limit).await
+    }
+
+    async fn begin_idempotent_request(
+        &self,
+        record: &IdempotencyRecord,
+        lock_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Begun, StoreError> {
+        retry_transient!(
+            async {
+                let mut tx = self.pool.begin().await.map_err(map_error)?;
+                let begun = payments::begin(&mut tx, record, lock_until, now).await?;
+                tx.commit().await.map_err(map_error)?;
+                Ok(begun)
+            }
+            .await
+        )
+    }
+
+    async fn create_order_for_request(
+        &self,
+        scope: &str,
+        key: &str,
+        new_order_id: &OrderId,
+        grace: Duration,
+        now: Timestamp,
+    ) -> Result<OrderPhase, StoreError> {
+        retry_transient!(
+            async {
+                let mut tx = self.pool.begin().await.map_err(map_error)?;
+                let phase = payments::create_order(&mut tx, scope, key, new_order_id, grace, now).await?;
+                tx.commit().await.map_err(map_error)?;
+                Ok(phase)
+            }
+            .await
+        )
+    }
+
+    async fn finish_idempotent_request(
+        &self,
+        scope: &str,
+        key: &str,
+        response: &StoredResponse,
+        intent: Option<(&OrderId, &ProviderIntent)>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
+        payments::finish(&mut tx, scope, key, response, intent, now).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn release_idempotency_lock(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        payments::release(&mut conn, scope, key).await
+    }
+
+    async fn claim_stalled_requests(
+        &self,
+        now: Timestamp,
+        lock_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<IdempotencyRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        payments::claim_stalled(&mut conn, now, lock_until, limit).await
+    }
+
+    async fn delete_idempotency_records(
+        &self,
+        finished_before: Timestamp,
+        abandoned_before: Timestamp,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        payments::delete_old(&mut conn, finished_before, abandoned_before, limit).await
+    }
+
+    async fn get_order(&self, id: &OrderId) -> Result<Order, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        payments::get(&mut conn, id).await
     }
 }

@@ -92,7 +92,7 @@ pub(crate) async fn get(pool: &SqlitePool, id: &HoldId) -> Result<Hold, StoreErr
     load(&mut conn, id).await
 }
 
-async fn load(conn: &mut SqliteConnection, id: &HoldId) -> Result<Hold, StoreError> {
+pub(crate) async fn load(conn: &mut SqliteConnection, id: &HoldId) -> Result<Hold, StoreError> {
     let row = sqlx::query(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ?"))
         .bind(id.as_str())
         .fetch_optional(&mut *conn)

@@ -18,6 +18,7 @@ mod events;
 mod holds;
 mod jobs;
 mod organizations;
+mod payments;
 mod rows;
 
 use std::ops::{Deref, DerefMut};
@@ -29,9 +30,10 @@ use async_trait::async_trait;
 use boxoffice_core::auth::StoredApiKey;
 use boxoffice_core::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use boxoffice_core::holds::{Hold, ReservationStats};
-use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, OrganizationId, TicketTypeId};
+use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, OrderId, OrganizationId, TicketTypeId};
 use boxoffice_core::jobs::JobRun;
 use boxoffice_core::organizations::Organization;
+use boxoffice_core::payments::{Begun, IdempotencyRecord, Order, OrderPhase, ProviderIntent, StoredResponse};
 use boxoffice_core::{Page, PageRequest, Store, StoreError, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
@@ -243,5 +245,79 @@ impl Store for SqliteStore {
 
     async fn list_job_runs(&self, job: &str, limit: u32) -> Result<Vec<JobRun>, StoreError> {
         jobs::list(&self.pool, job, limit).await
+    }
+
+    async fn begin_idempotent_request(
+        &self,
+        record: &IdempotencyRecord,
+        lock_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Begun, StoreError> {
+        let mut tx = self.write().await?;
+        let begun = payments::begin(&mut tx, record, lock_until, now).await?;
+        tx.commit().await?;
+        Ok(begun)
+    }
+
+    async fn create_order_for_request(
+        &self,
+        scope: &str,
+        key: &str,
+        new_order_id: &OrderId,
+        grace: Duration,
+        now: Timestamp,
+    ) -> Result<OrderPhase, StoreError> {
+        let mut tx = self.write().await?;
+        let phase = payments::create_order(&mut tx, scope, key, new_order_id, grace, now).await?;
+        tx.commit().await?;
+        Ok(phase)
+    }
+
+    async fn finish_idempotent_request(
+        &self,
+        scope: &str,
+        key: &str,
+        response: &StoredResponse,
+        intent: Option<(&OrderId, &ProviderIntent)>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        payments::finish(&mut tx, scope, key, response, intent, now).await?;
+        tx.commit().await
+    }
+
+    async fn release_idempotency_lock(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        payments::release(&mut tx, scope, key).await?;
+        tx.commit().await
+    }
+
+    async fn claim_stalled_requests(
+        &self,
+        now: Timestamp,
+        lock_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<IdempotencyRecord>, StoreError> {
+        let mut tx = self.write().await?;
+        let claimed = payments::claim_stalled(&mut tx, now, lock_until, limit).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn delete_idempotency_records(
+        &self,
+        finished_before: Timestamp,
+        abandoned_before: Timestamp,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let deleted = payments::delete_old(&mut tx, finished_before, abandoned_before, limit).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn get_order(&self, id: &OrderId) -> Result<Order, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        payments::get(&mut conn, id).await
     }
 }

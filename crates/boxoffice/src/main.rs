@@ -92,6 +92,34 @@ struct ServeArgs {
     /// Seed a demo organization, event and ticket types if the database is empty.
     #[arg(long)]
     demo: bool,
+
+    /// How long a hold is kept at least once payment starts (extended once, if needed).
+    #[arg(long, env = "BOXOFFICE_PAYMENT_GRACE", default_value = "5m", value_parser = parse_duration)]
+    payment_grace: Duration,
+
+    /// Where the Stripe client sends requests, e.g. `https://api.stripe.com`. When unset,
+    /// the built-in Stripe test double is mounted at `/_fake-stripe` and used.
+    #[arg(long, env = "STRIPE_API_BASE")]
+    stripe_api_base: Option<String>,
+
+    /// The Stripe secret key. Required with `--stripe-api-base`; generated for the test double.
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    stripe_secret_key: Option<String>,
+
+    /// Webhook signing secrets, comma-separated; any one may sign (secret rotation).
+    /// Generated and shared with the test double when unset.
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true, value_delimiter = ',')]
+    stripe_webhook_secret: Vec<String>,
+
+    /// How long a payment request holds its Idempotency-Key before another request may
+    /// take over (a process that died mid-request blocks its key at most this long).
+    /// Keep it above the Stripe client's worst case of about 95 s.
+    #[arg(long, env = "BOXOFFICE_IDEMPOTENCY_LOCK_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    idempotency_lock_timeout: Duration,
+
+    /// How often the payment completer finishes payment requests that stopped midway.
+    #[arg(long, env = "BOXOFFICE_PAYMENT_COMPLETER_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    payment_completer_interval: Duration,
 }
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
@@ -171,6 +199,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sweep_interval: args.sweep_interval,
         rate_limit_per_minute: args.rate_limit_per_minute,
         demo: args.demo,
+        stripe_api_base: args.stripe_api_base,
+        stripe_secret_key: args.stripe_secret_key.map(SecretToken::new),
+        stripe_webhook_secrets: args.stripe_webhook_secret.into_iter().map(SecretToken::new).collect(),
+        payment_grace: args.payment_grace,
+        idempotency_lock_timeout: args.idempotency_lock_timeout,
+        payment_completer_interval: args.payment_completer_interval,
     };
     let server = startup::Server::build(config.clone(), Arc::new(SystemClock)).await?;
     let base = format!("http://{}", server.local_addr());

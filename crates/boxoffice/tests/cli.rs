@@ -101,11 +101,17 @@ impl Drop for Running {
     }
 }
 
+fn start(url: &str) -> Running {
+    start_with(url, &["--demo", "--sweep-interval", "1s"], &[])
+}
+
 // The child is waited for by `terminate`, or killed and reaped by `Running`'s Drop.
 #[allow(clippy::zombie_processes)]
-fn start(url: &str) -> Running {
+fn start_with(url: &str, args: &[&str], envs: &[(&str, &str)]) -> Running {
     let mut child = boxoffice()
-        .args(["--demo", "--listen", "127.0.0.1:0", "--sweep-interval", "1s"])
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(envs.iter().copied())
         .env("BOXOFFICE_DATABASE_URL", url)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -260,4 +266,206 @@ async fn fake_stripe_runs_alone_and_speaks_to_the_real_client() {
     .unwrap();
     assert!(wrong_key.retrieve_payment_intent(&first.id).await.is_err());
     terminate(running);
+}
+
+/// A fresh database of each engine: a SQLite file, or a new PostgreSQL database on the
+/// server `scripts/test.sh` provides.
+async fn fresh_database(postgres: bool, dir: &tempfile::TempDir) -> String {
+    if !postgres {
+        return format!("sqlite://{}", dir.path().join("crash.db").display());
+    }
+    use rand::RngCore;
+    use sqlx::Connection;
+    let admin = std::env::var("BOXOFFICE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    let mut suffix = [0u8; 8];
+    rand::rng().fill_bytes(&mut suffix);
+    let name = format!("boxoffice_test_{}", hex::encode(suffix));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+/// Kill -9 at the worst moment: the provider created the PaymentIntent, boxoffice has not
+/// recorded it. After a restart the completer records it, and a retry with the same key
+/// gets it; one PaymentIntent in all. The double runs alone so its state outlives the crash.
+async fn a_crash_between_the_provider_and_our_record_charges_once(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(postgres, &dir).await;
+    let mut fake = boxoffice()
+        .args([
+            "fake-stripe",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-key",
+            "sk_test_crash",
+            "--webhook-secret",
+            "whsec_crash",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(fake.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let stripe = line
+        .split("serving ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let fake = Running {
+        child: fake,
+        base: stripe.clone(),
+        lines: vec![],
+    };
+
+    let token = "bo_admin_crash_test";
+    let common = [
+        "--admin-token",
+        token,
+        "--stripe-api-base",
+        &stripe,
+        "--stripe-secret-key",
+        "sk_test_crash",
+        "--idempotency-lock-timeout",
+        "1s",
+        "--sweep-interval",
+        "0s",
+    ];
+    let crashing = start_with(
+        &url,
+        &common,
+        &[("BOXOFFICE_TEST_CRASH_POINT", "after-payment-intent-created")],
+    );
+    let client = reqwest::Client::new();
+    let post = |base: &str, path: &str, body: Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let org: Value = post(
+        &crashing.base,
+        "/api/v1/organizations",
+        serde_json::json!({ "name": "Crash" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let event: Value = post(
+        &crashing.base,
+        "/api/v1/events",
+        serde_json::json!({
+        "organization_id": org["id"], "name": "Night", "starts_at": "2030-01-01T20:00:00Z", "currency": "EUR" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let tt: Value = post(
+        &crashing.base,
+        &format!("/api/v1/events/{}/ticket-types", event["id"].as_str().unwrap()),
+        serde_json::json!({ "name": "GA", "price_cents": 4_200, "capacity": 10 }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let hold: Value = post(
+        &crashing.base,
+        "/api/v1/reservations",
+        serde_json::json!({
+        "event_id": event["id"], "items": [{ "ticket_type_id": tt["id"], "quantity": 1 }] }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let pay_path = format!("/api/v1/reservations/{}/payment-intent", hold["id"].as_str().unwrap());
+    let pay = |base: String| {
+        let request = client
+            .post(format!("{base}{pay_path}"))
+            .header("idempotency-key", "crash-key")
+            .json(&serde_json::json!({}));
+        async move { request.send().await }
+    };
+    assert!(
+        pay(crashing.base.clone()).await.is_err(),
+        "the process dies before it answers"
+    );
+    let mut crashing = crashing;
+    let status = crashing.child.wait().unwrap();
+    assert!(!status.success(), "aborted: {status}");
+
+    let stripe_client = boxoffice_stripe::StripeClient::new(boxoffice_stripe::StripeConfig::new(
+        stripe.clone(),
+        "sk_test_crash".into(),
+    ))
+    .unwrap();
+    let intents = stripe_client.list_payment_intents(100, None).await.unwrap().data;
+    assert_eq!(intents.len(), 1, "the provider did create it");
+    let order_id = intents[0].metadata["order_id"].clone();
+
+    // Restarted without the crash point; the completer runs every 200 ms.
+    let restarted = start_with(
+        &url,
+        &[&common[..], &["--payment-completer-interval", "200ms"]].concat(),
+        &[],
+    );
+    let mut recorded = Value::Null;
+    for _ in 0..50 {
+        let order: Value = client
+            .get(format!("{}/api/v1/orders/{order_id}", restarted.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if order["payment_intent_id"].is_string() {
+            recorded = order;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        recorded["payment_intent_id"].as_str(),
+        Some(intents[0].id.as_str()),
+        "the completer recorded it"
+    );
+    let retried = pay(restarted.base.clone()).await.unwrap();
+    assert_eq!(retried.status(), 201);
+    assert_eq!(retried.headers()["idempotent-replayed"], "true");
+    let body: Value = retried.json().await.unwrap();
+    assert_eq!(body["payment_intent_id"].as_str(), Some(intents[0].id.as_str()));
+    assert_eq!(
+        stripe_client.list_payment_intents(100, None).await.unwrap().data.len(),
+        1,
+        "never charged twice"
+    );
+    terminate(restarted);
+    terminate(fake);
+}
+
+#[tokio::test]
+async fn crash_after_the_provider_answered_sqlite() {
+    a_crash_between_the_provider_and_our_record_charges_once(false).await;
+}
+
+#[tokio::test]
+async fn crash_after_the_provider_answered_postgres() {
+    a_crash_between_the_provider_and_our_record_charges_once(true).await;
 }

@@ -11,11 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
+use super::extract::ApiPath;
 use super::extract::{ApiQuery, parse_limit};
-use crate::jobs::sweeper;
-
-/// The jobs whose runs are recorded.
-const KNOWN_JOBS: &[&str] = &[jobs::EXPIRE_HOLDS];
 
 fn require_operator(caller: &Caller) -> Result<(), ApiError> {
     match caller {
@@ -105,10 +102,10 @@ pub async fn job_runs(
 ) -> Result<Json<JobRunList>, ApiError> {
     require_operator(&caller)?;
     let job = params.job.as_deref().unwrap_or(jobs::EXPIRE_HOLDS);
-    if !KNOWN_JOBS.contains(&job) {
+    if !jobs::ALL.contains(&job) {
         return Err(ApiError::bad_request(format!(
             "unknown job {job:?}; known jobs: {}",
-            KNOWN_JOBS.join(", ")
+            jobs::ALL.join(", ")
         )));
     }
     let limit = parse_limit(params.limit)?;
@@ -122,15 +119,19 @@ pub async fn job_runs(
     }))
 }
 
-/// Run the expiry sweeper now; answers the run record.
-#[utoipa::path(post, path = "/api/v1/admin/jobs/expire-holds/run", tag = "admin",
+/// Run a job now (`expire-holds`, `payment-completer`, `idempotency-reaper`); answers the run record.
+#[utoipa::path(post, path = "/api/v1/admin/jobs/{job}/run", tag = "admin",
+    params(("job" = String, Path, description = "expire-holds, payment-completer or idempotency-reaper")),
     security(("bearer" = [])),
     responses((status = 200, body = JobRunResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn run_expire_holds(
+pub async fn run_job(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    ApiPath(job): ApiPath<String>,
 ) -> Result<Json<JobRunResponse>, ApiError> {
     require_operator(&caller)?;
-    let run = sweeper::sweep_once(&state.boxoffice, &state.metrics).await?;
+    let run = crate::jobs::run_once(&job, &state.boxoffice, &state.metrics)
+        .await
+        .ok_or_else(|| ApiError::not_found("job"))??;
     Ok(Json(run.into()))
 }

@@ -175,6 +175,30 @@ impl From<service::Error> for ApiError {
                 "hold_completed",
                 "the reservation is paid and can no longer be cancelled",
             ),
+            service::Error::KeyInUse { retry_after_seconds } => {
+                let mut err = ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_key_in_use",
+                    "a request with this Idempotency-Key is still being processed; retry later",
+                );
+                err.retry_after_seconds = Some(retry_after_seconds);
+                err
+            }
+            service::Error::KeyReused => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used for a different request",
+            ),
+            service::Error::ProviderUnavailable(detail) => {
+                let mut err = ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "provider_unavailable",
+                    "the payment provider did not answer; retry with the same Idempotency-Key",
+                );
+                err.retry_after_seconds = Some(1);
+                err.internal = Some(detail);
+                err
+            }
             service::Error::Store(store) => ApiError::from(store),
         }
     }

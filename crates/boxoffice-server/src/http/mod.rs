@@ -10,6 +10,7 @@ pub mod holds;
 pub mod middleware;
 pub mod openapi;
 pub mod organizations;
+pub mod payments;
 
 use std::sync::Arc;
 
@@ -50,6 +51,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events/{event_id}", get(events::get))
         .route("/api/v1/reservations", post(holds::create))
         .route(
+            "/api/v1/reservations/{reservation_id}/payment-intent",
+            post(payments::create_payment_intent),
+        )
+        .route("/api/v1/orders/{order_id}", get(payments::get_order))
+        .route(
             "/api/v1/reservations/{reservation_id}",
             get(holds::get).delete(holds::cancel),
         )
@@ -76,7 +82,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/admin/stats/reservations", get(admin::reservation_stats))
         .route("/api/v1/admin/jobs/runs", get(admin::job_runs))
-        .route("/api/v1/admin/jobs/expire-holds/run", post(admin::run_expire_holds));
+        .route("/api/v1/admin/jobs/{job}/run", post(admin::run_job));
 
     let operations = Router::new()
         .route("/healthz", get(health::healthz))

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, events, health, holds, organizations};
+use super::{admin, events, health, holds, organizations, payments};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,7 +13,8 @@ use super::{admin, events, health, holds, organizations};
         organizations::create, organizations::get, organizations::create_api_key,
         events::create, events::list, events::get, events::create_ticket_type, events::update_ticket_type,
         holds::create, holds::get, holds::cancel,
-        admin::reservation_stats, admin::job_runs, admin::run_expire_holds,
+        payments::create_payment_intent, payments::get_order,
+        admin::reservation_stats, admin::job_runs, admin::run_job,
         health::healthz, health::readyz, health::metrics,
     ),
     modifiers(&BearerAuth),

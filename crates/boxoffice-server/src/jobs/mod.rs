@@ -1,4 +1,79 @@
 //! Background jobs: in-process tokio tasks, stopped by a cancellation token. Each has a
-//! one-step function that tests, the admin API and the CLI call directly.
+//! one-step function (`run_once`) that the loop, the admin API, the CLI and tests call.
+//! Every job is safe with several instances on one database: the store hands each item
+//! to one caller only.
 
-pub mod sweeper;
+use std::sync::Arc;
+use std::time::Duration;
+
+use boxoffice_core::BoxOffice;
+use boxoffice_core::jobs::{self, JobOutcome, JobRun};
+use boxoffice_core::service::{self, error_chain};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::telemetry::{self, Component};
+
+/// How often the idempotency reaper runs.
+pub const REAPER_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// Runs one step of `job`, counts it and records a failure. `None` for an unknown job.
+pub async fn run_once(job: &str, boxoffice: &BoxOffice, metrics: &Metrics) -> Option<Result<JobRun, service::Error>> {
+    let result = match job {
+        jobs::EXPIRE_HOLDS => boxoffice.sweep_expired_holds().await,
+        jobs::PAYMENT_COMPLETER => boxoffice.complete_stalled_payments().await,
+        jobs::IDEMPOTENCY_REAPER => boxoffice.reap_idempotency_records().await,
+        _ => return None,
+    };
+    match &result {
+        Ok(run) => {
+            let succeeded = run.outcome == JobOutcome::Succeeded;
+            metrics.job_run(job, succeeded, run.affected);
+            if !succeeded {
+                let error = run.error.as_deref().unwrap_or("failed");
+                telemetry::record_failure(Component::Job(static_name(job)), None, error);
+            } else if run.affected > 0 {
+                tracing::info!(job, affected = run.affected, "job run");
+            }
+        }
+        Err(err) => {
+            metrics.job_run(job, false, 0);
+            telemetry::record_failure(Component::Job(static_name(job)), None, &error_chain(err));
+        }
+    }
+    Some(result)
+}
+
+fn static_name(job: &str) -> &'static str {
+    jobs::ALL
+        .iter()
+        .copied()
+        .find(|known| *known == job)
+        .unwrap_or("unknown")
+}
+
+/// Runs `job` now and then every `interval` until `stop` is cancelled. A step in progress
+/// finishes its current transaction before the task ends.
+pub fn spawn(
+    job: &'static str,
+    boxoffice: BoxOffice,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                // Failures are recorded inside; the next tick tries again.
+                _ = run_once(job, &boxoffice, &metrics) => {}
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    })
+}

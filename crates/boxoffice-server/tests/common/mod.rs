@@ -84,6 +84,11 @@ pub struct AppOptions {
     pub rate_limit_per_minute: u32,
     pub hold_duration: Duration,
     pub sweep_interval: Duration,
+    /// A Stripe base URL (e.g. a standalone double); `None` mounts the built-in one.
+    pub stripe_api_base: Option<String>,
+    pub stripe_secret_key: Option<String>,
+    pub idempotency_lock_timeout: Duration,
+    pub payment_grace: Duration,
 }
 
 impl Default for AppOptions {
@@ -94,6 +99,10 @@ impl Default for AppOptions {
             hold_duration: Duration::from_secs(15 * 60),
             // Off: tests drive the sweeper themselves.
             sweep_interval: Duration::ZERO,
+            stripe_api_base: None,
+            stripe_secret_key: None,
+            idempotency_lock_timeout: Duration::from_secs(120),
+            payment_grace: Duration::from_secs(300),
         }
     }
 }
@@ -116,7 +125,12 @@ pub async fn spawn_app(database: &TestDatabase, options: AppOptions) -> TestApp 
         hold_duration: options.hold_duration,
         sweep_interval: options.sweep_interval,
         rate_limit_per_minute: options.rate_limit_per_minute,
-        demo: false,
+        stripe_api_base: options.stripe_api_base.clone(),
+        stripe_secret_key: options.stripe_secret_key.as_deref().map(SecretToken::new),
+        idempotency_lock_timeout: options.idempotency_lock_timeout,
+        payment_grace: options.payment_grace,
+        payment_completer_interval: Duration::ZERO,
+        ..ServerConfig::default()
     };
     let clock: Arc<dyn Clock> = match &options.clock {
         Some(clock) => Arc::new(clock.clone()),

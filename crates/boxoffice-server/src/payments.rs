@@ -1,0 +1,116 @@
+//! The payment provider of the use cases, over the one Stripe HTTP client.
+//!
+//! In the default configuration that client talks to the built-in test double mounted at
+//! `/_fake-stripe` on this very server, over real HTTP, so the default path exercises the
+//! same code as production.
+
+use async_trait::async_trait;
+use boxoffice_core::ids::OrderId;
+use boxoffice_core::payments::{IntentRequest, PaymentProvider, ProviderError, ProviderIntent};
+use boxoffice_stripe::{CreatePaymentIntent, PaymentIntent, StripeClient, StripeError};
+
+/// The environment variable that arms the test-only crash point (see [`StripeProvider`]).
+pub const CRASH_POINT_ENV: &str = "BOXOFFICE_TEST_CRASH_POINT";
+
+/// The crash point right after the provider created a PaymentIntent and before boxoffice
+/// recorded it: the moment crash safety is about.
+pub const CRASH_AFTER_PAYMENT_INTENT_CREATED: &str = "after-payment-intent-created";
+
+/// Pages of recent PaymentIntents searched when looking one up by order.
+const LOOKUP_PAGES: usize = 10;
+
+/// [`PaymentProvider`] over Stripe's API.
+pub struct StripeProvider {
+    client: StripeClient,
+    /// Test-only: abort the process right after a PaymentIntent is created, as a kill -9
+    /// at the worst moment would. Armed only by [`CRASH_POINT_ENV`]; the crash-safety test
+    /// uses it to prove that the completer or a retry finishes the job without a second charge.
+    crash_after_create: bool,
+}
+
+impl StripeProvider {
+    /// Wraps a client; reads the crash point from the environment once.
+    pub fn new(client: StripeClient) -> Self {
+        let crash_after_create =
+            std::env::var(CRASH_POINT_ENV).is_ok_and(|point| point == CRASH_AFTER_PAYMENT_INTENT_CREATED);
+        Self {
+            client,
+            crash_after_create,
+        }
+    }
+}
+
+fn provider_error(err: StripeError) -> ProviderError {
+    let message = err.to_string();
+    if err.is_indeterminate() {
+        ProviderError::Indeterminate(message)
+    } else {
+        ProviderError::Refused(message)
+    }
+}
+
+fn intent(pi: PaymentIntent) -> Result<ProviderIntent, ProviderError> {
+    let client_secret = pi
+        .client_secret
+        .ok_or_else(|| ProviderError::Refused(format!("PaymentIntent {} came without a client_secret", pi.id)))?;
+    Ok(ProviderIntent {
+        status: serde_json::to_value(pi.status)
+            .ok()
+            .and_then(|status| status.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".to_owned()),
+        id: pi.id,
+        client_secret,
+        amount: pi.amount,
+        currency: pi.currency,
+    })
+}
+
+#[async_trait]
+impl PaymentProvider for StripeProvider {
+    async fn create_payment_intent(
+        &self,
+        request: &IntentRequest,
+        idempotency_key: &str,
+    ) -> Result<ProviderIntent, ProviderError> {
+        let params = CreatePaymentIntent {
+            amount: request.amount.get(),
+            // Stripe speaks lower case.
+            currency: request.currency.as_str().to_ascii_lowercase(),
+            metadata: request.metadata.clone(),
+            description: None,
+        };
+        let created = self
+            .client
+            .create_payment_intent(&params, idempotency_key)
+            .await
+            .map_err(provider_error)?;
+        if self.crash_after_create {
+            tracing::error!(payment_intent = %created.id, "test crash point reached: aborting");
+            std::process::abort();
+        }
+        intent(created)
+    }
+
+    async fn find_payment_intent_for_order(&self, order: &OrderId) -> Result<Option<ProviderIntent>, ProviderError> {
+        let mut starting_after: Option<String> = None;
+        for _ in 0..LOOKUP_PAGES {
+            let page = self
+                .client
+                .list_payment_intents(100, starting_after.as_deref())
+                .await
+                .map_err(provider_error)?;
+            starting_after = page.data.last().map(|pi| pi.id.clone());
+            if let Some(found) = page
+                .data
+                .into_iter()
+                .find(|pi| pi.metadata.get("order_id").map(String::as_str) == Some(order.as_str()))
+            {
+                return intent(found).map(Some);
+            }
+            if !page.has_more {
+                break;
+            }
+        }
+        Ok(None)
+    }
+}

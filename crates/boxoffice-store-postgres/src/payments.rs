@@ -1,0 +1,273 @@
+//! Orders and idempotency records: the stored phases of payment creation
+//! (see `boxoffice_core::payments`).
+//!
+//! Concurrency: the record row is the unit of locking. `begin` inserts with
+//! `ON CONFLICT DO NOTHING` (a concurrent duplicate waits for the winner's commit, then
+//! finds its record locked) or reads the existing row `FOR UPDATE`; the completer claims
+//! rows with `SKIP LOCKED`. Lock order: idempotency record, then hold, then order.
+
+use std::time::Duration;
+
+use boxoffice_core::holds::HoldStatus;
+use boxoffice_core::ids::{HoldId, OrderId};
+use boxoffice_core::payments::{Begun, IdempotencyRecord, Order, OrderPhase, ProviderIntent, StoredResponse};
+use boxoffice_core::rows::{self, IDEMPOTENCY_COLUMNS, ORDER_COLUMNS};
+use boxoffice_core::{StoreError, Timestamp};
+use sqlx::{PgConnection, Row};
+
+use crate::rows::Columns;
+use crate::{holds, map_error};
+
+async fn find_record_for_update(
+    conn: &mut PgConnection,
+    scope: &str,
+    key: &str,
+) -> Result<Option<(IdempotencyRecord, Option<i64>)>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {IDEMPOTENCY_COLUMNS}, locked_until FROM idempotency_keys
+         WHERE scope = $1 AND client_key = $2 FOR UPDATE"
+    ))
+    .bind(scope)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    row.map(|row| {
+        let locked_until: Option<i64> = row.try_get("locked_until").map_err(map_error)?;
+        Ok((rows::idempotency_record(&Columns(&row))?, locked_until))
+    })
+    .transpose()
+}
+
+pub(crate) async fn begin(
+    conn: &mut PgConnection,
+    record: &IdempotencyRecord,
+    lock_until: Timestamp,
+    now: Timestamp,
+) -> Result<Begun, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys
+             (scope, client_key, hold_id, fingerprint, recovery_point, locked_until, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'started', $5, $6, $6)
+         ON CONFLICT (scope, client_key) DO NOTHING",
+    )
+    .bind(&record.scope)
+    .bind(&record.key)
+    .bind(record.hold_id.as_str())
+    .bind(&record.fingerprint)
+    .bind(lock_until.as_millis())
+    .bind(now.as_millis())
+    .execute(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    if inserted.rows_affected() == 1 {
+        return Ok(Begun::Proceed(record.clone()));
+    }
+    let (existing, locked_until) = find_record_for_update(conn, &record.scope, &record.key)
+        .await?
+        .ok_or(StoreError::NotFound("idempotency key"))?;
+    if existing.fingerprint != record.fingerprint {
+        return Ok(Begun::Mismatch);
+    }
+    if let Some(response) = existing.response {
+        return Ok(Begun::Replay(response));
+    }
+    if let Some(locked_until) = locked_until.filter(|until| *until > now.as_millis()) {
+        return Ok(Begun::InUse {
+            locked_until: Timestamp::from_millis(locked_until),
+        });
+    }
+    sqlx::query("UPDATE idempotency_keys SET locked_until = $1, updated_at = $2 WHERE scope = $3 AND client_key = $4")
+        .bind(lock_until.as_millis())
+        .bind(now.as_millis())
+        .bind(&record.scope)
+        .bind(&record.key)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_error)?;
+    Ok(Begun::Proceed(existing))
+}
+
+pub(crate) async fn create_order(
+    conn: &mut PgConnection,
+    scope: &str,
+    key: &str,
+    new_order_id: &OrderId,
+    grace: Duration,
+    now: Timestamp,
+) -> Result<OrderPhase, StoreError> {
+    let (record, _) = find_record_for_update(conn, scope, key)
+        .await?
+        .ok_or(StoreError::NotFound("idempotency key"))?;
+    if let Some(order_id) = &record.order_id {
+        return Ok(OrderPhase::Ready(get(conn, order_id).await?));
+    }
+    // The hold row lock serializes two keys paying for one reservation: the second finds
+    // the first one's order.
+    let hold = holds::load(conn, &record.hold_id, true).await?;
+    let status = hold.status_at(now);
+    if status != HoldStatus::Active {
+        return Ok(OrderPhase::HoldNotActive(status));
+    }
+    let order = match order_of_hold(conn, &hold.id).await? {
+        Some(order) => order,
+        None => {
+            sqlx::query(
+                "INSERT INTO orders (id, hold_id, status, amount_cents, currency, created_at, updated_at)
+                 VALUES ($1, $2, 'pending', $3, $4, $5, $5)",
+            )
+            .bind(new_order_id.as_str())
+            .bind(hold.id.as_str())
+            .bind(hold.amount.get())
+            .bind(hold.currency.as_str())
+            .bind(now.as_millis())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_error)?;
+            get(conn, new_order_id).await?
+        }
+    };
+    sqlx::query(
+        "UPDATE holds SET expires_at = GREATEST(expires_at, $1), payment_grace_applied = TRUE, updated_at = $2
+         WHERE id = $3 AND status = 'active' AND NOT payment_grace_applied",
+    )
+    .bind(now.plus(grace).as_millis())
+    .bind(now.as_millis())
+    .bind(hold.id.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    sqlx::query(
+        "UPDATE idempotency_keys SET recovery_point = 'order_created', order_id = $1, updated_at = $2
+         WHERE scope = $3 AND client_key = $4",
+    )
+    .bind(order.id.as_str())
+    .bind(now.as_millis())
+    .bind(scope)
+    .bind(key)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    Ok(OrderPhase::Ready(order))
+}
+
+pub(crate) async fn finish(
+    conn: &mut PgConnection,
+    scope: &str,
+    key: &str,
+    response: &StoredResponse,
+    intent: Option<(&OrderId, &ProviderIntent)>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if let Some((order_id, intent)) = intent {
+        let recorded = sqlx::query(
+            "UPDATE orders SET payment_intent_id = $1, client_secret = $2, updated_at = $3
+             WHERE id = $4 AND (payment_intent_id IS NULL OR payment_intent_id = $1)",
+        )
+        .bind(&intent.id)
+        .bind(&intent.client_secret)
+        .bind(now.as_millis())
+        .bind(order_id.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(map_error)?;
+        if recorded.rows_affected() != 1 {
+            return Err(StoreError::Other(
+                format!("order {order_id} already has another PaymentIntent").into(),
+            ));
+        }
+    }
+    sqlx::query(
+        "UPDATE idempotency_keys
+         SET recovery_point = 'finished', response_status = $1, response_body = $2, locked_until = NULL, updated_at = $3
+         WHERE scope = $4 AND client_key = $5",
+    )
+    .bind(i64::from(response.status))
+    .bind(&response.body)
+    .bind(now.as_millis())
+    .bind(scope)
+    .bind(key)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    Ok(())
+}
+
+pub(crate) async fn release(conn: &mut PgConnection, scope: &str, key: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET locked_until = NULL
+         WHERE scope = $1 AND client_key = $2 AND recovery_point <> 'finished'",
+    )
+    .bind(scope)
+    .bind(key)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    Ok(())
+}
+
+pub(crate) async fn claim_stalled(
+    conn: &mut PgConnection,
+    now: Timestamp,
+    lock_until: Timestamp,
+    limit: u32,
+) -> Result<Vec<IdempotencyRecord>, StoreError> {
+    let found = sqlx::query(&format!(
+        "UPDATE idempotency_keys SET locked_until = $1
+         WHERE (scope, client_key) IN (
+             SELECT scope, client_key FROM idempotency_keys
+             WHERE recovery_point = 'order_created' AND (locked_until IS NULL OR locked_until <= $2)
+             ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+         RETURNING {IDEMPOTENCY_COLUMNS}"
+    ))
+    .bind(lock_until.as_millis())
+    .bind(now.as_millis())
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    found
+        .iter()
+        .map(|row| rows::idempotency_record(&Columns(row)))
+        .collect()
+}
+
+pub(crate) async fn delete_old(
+    conn: &mut PgConnection,
+    finished_before: Timestamp,
+    abandoned_before: Timestamp,
+    limit: u32,
+) -> Result<u64, StoreError> {
+    let deleted = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE (scope, client_key) IN (
+             SELECT scope, client_key FROM idempotency_keys
+             WHERE (recovery_point = 'finished' AND created_at < $1) OR created_at < $2
+             LIMIT $3 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(finished_before.as_millis())
+    .bind(abandoned_before.as_millis())
+    .bind(i64::from(limit))
+    .execute(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    Ok(deleted.rows_affected())
+}
+
+pub(crate) async fn get(conn: &mut PgConnection, id: &OrderId) -> Result<Order, StoreError> {
+    let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_error)?
+        .ok_or(StoreError::NotFound("order"))?;
+    rows::order(&Columns(&row))
+}
+
+async fn order_of_hold(conn: &mut PgConnection, hold: &HoldId) -> Result<Option<Order>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE hold_id = $1"))
+        .bind(hold.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_error)?;
+    row.map(|row| rows::order(&Columns(&row))).transpose()
+}
