@@ -27,6 +27,10 @@
 #   BENCH_WARMUP_SECONDS  unrecorded warm-up per engine (own ticket type), default 2; 0 = none
 #   BENCH_ENGINES         default "sqlite postgres"
 #   BENCH_BIN             use this boxoffice binary instead of building one
+#   BENCH_SUITES          default "holds payments"; payments = replay latency relative to
+#                         GET of the order, and PaymentIntent creations per second against
+#                         the in-process Stripe double (scripts/lib/bench_payments.py)
+#   BENCH_PAYMENT_CLIENTS clients for the payments suite, default 8
 #   BOXOFFICE_TEST_POSTGRES_URL, BOXOFFICE_TEST_FORCE_THROWAWAY_PG  as for scripts/test.sh
 #
 # Columns: holds/s = 201 answers per second of measured time; any other answer (non-2xx,
@@ -46,6 +50,10 @@ BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_WARMUP_SECONDS=${BENCH_WARMUP_SECONDS:-2}
 BENCH_ENGINES=${BENCH_ENGINES:-"sqlite postgres"}
 BENCH_BIN=${BENCH_BIN:-}
+BENCH_SUITES=${BENCH_SUITES:-"holds payments"}
+BENCH_PAYMENT_CLIENTS=${BENCH_PAYMENT_CLIENTS:-8}
+[[ $BENCH_PAYMENT_CLIENTS =~ ^[0-9]+$ && $BENCH_PAYMENT_CLIENTS -ge 1 && $BENCH_PAYMENT_CLIENTS -le 64 ]] ||
+    bo_die "BENCH_PAYMENT_CLIENTS must be 1..64, got '$BENCH_PAYMENT_CLIENTS'"
 BENCH_DB=boxoffice_bench
 BENCH_DB_LIKE='boxoffice\_bench' # the same as a LIKE pattern
 
@@ -271,6 +279,7 @@ PY
 
 # --- the benchmark ------------------------------------------------------------------
 results=() # "engine clients holds_per_s created non201 socket_errors p50 p99"
+payment_results=() # "engine clients get_p50 replay_p50 ratio creations_per_s created failures"
 pg_note=""
 
 bench_engine() {
@@ -303,6 +312,7 @@ bench_engine() {
         run_wrk "$engine" "$((threads_max * 2))" "$BENCH_WARMUP_SECONDS" "$ev" "$tt"
     fi
     for c in "${levels[@]}"; do
+        [[ " $BENCH_SUITES " == *" holds "* ]] || break
         tt=$(new_ticket_type "$ev" "GA c$c")
         bo_log "$engine: $c client(s), ${BENCH_SECONDS}s"
         run_wrk "$engine" "$c" "$BENCH_SECONDS" "$ev" "$tt"
@@ -311,6 +321,20 @@ bench_engine() {
         results+=("$engine $c $rps $created $non201 $sockerr $p50 $p99")
         bo_log "$engine: $c client(s): $rps holds/s, p50 $p50 ms, p99 $p99 ms, non-201 $non201, socket errors $sockerr"
     done
+
+    if [[ " $BENCH_SUITES " == *" payments "* ]]; then
+        tt=$(new_ticket_type "$ev" "Payments")
+        bo_log "$engine: payments, $BENCH_PAYMENT_CLIENTS client(s), ~$((BENCH_SECONDS * 2))s"
+        local line
+        line=$(timeout --kill-after=10 "$((BENCH_SECONDS * 4 + 120))" \
+            python3 "$ROOT/scripts/lib/bench_payments.py" "$base" "$TOKEN" "$ev" "$tt" \
+            "$BENCH_SECONDS" "$BENCH_PAYMENT_CLIENTS" | grep -m 1 '^BENCH_PAYMENTS ') ||
+            bo_die "$engine: the payments benchmark failed"
+        local fields
+        fields=$(python3 -c 'import sys; kv = dict(p.split("=", 1) for p in sys.argv[1].split()[1:]); print(kv["get_p50_ms"], kv["replay_p50_ms"], kv["ratio"], kv["creations_per_s"], kv["created"], kv["failures"])' "$line")
+        payment_results+=("$engine $BENCH_PAYMENT_CLIENTS $fields")
+        bo_log "$engine: payments: $line"
+    fi
 
     stop_server
     if [[ $engine == postgres && $BO_PG_OWNED -eq 0 ]]; then
@@ -334,6 +358,16 @@ table() {
     done
 }
 
+payment_table() {
+    printf '| engine | clients | GET order p50 ms | replay p50 ms | replay / GET | PaymentIntents created/s | created | failed |\n'
+    printf '|---|---:|---:|---:|---:|---:|---:|---:|\n'
+    local r
+    for r in "${payment_results[@]}"; do
+        # shellcheck disable=SC2086 # fields are single words
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' $r
+    done
+}
+
 mkdir -p bench-results
 report="bench-results/holds-$(date -u +%Y-%m-%d-%H%M%S).md"
 {
@@ -350,9 +384,17 @@ report="bench-results/holds-$(date -u +%Y-%m-%d-%H%M%S).md"
     printf -- '- load: wrk on the same machine, 127.0.0.1, threads = min(clients, %s)\n\n' "$threads_max"
     table
     printf '\nholds/s counts 201 answers only; other answers (non-2xx, e.g. 409 sold_out or 429) and socket errors are not holds. p50/p99 cover all answers.\n'
+    if [[ ${#payment_results[@]} -gt 0 ]]; then
+        printf '\n## Payments (scripts/lib/bench_payments.py, Python keep-alive clients)\n\n'
+        payment_table
+    fi
 } >"$report"
 
 echo
 table
+if [[ ${#payment_results[@]} -gt 0 ]]; then
+    echo
+    payment_table
+fi
 echo
 bo_log "written to $report"

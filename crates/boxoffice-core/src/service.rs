@@ -507,6 +507,20 @@ impl BoxOffice {
     /// client's key; see `crate::payments` for the phases.
     pub async fn create_payment_intent(&self, request: PaymentRequest) -> Result<PaymentAnswer, Error> {
         self.provider()?;
+        // Fast path, one read: a finished record never changes, so replays and mismatches
+        // need no lock and no write (which would cost a durable commit each).
+        if let Some(existing) = self
+            .store
+            .find_idempotent_request(&request.scope, request.key.as_str())
+            .await?
+        {
+            if existing.fingerprint != request.fingerprint {
+                return Err(Error::KeyReused);
+            }
+            if let Some(response) = existing.response {
+                return Ok(PaymentAnswer::Replayed(response));
+            }
+        }
         // An unknown reservation is a plain 404, not a key spent on nothing.
         self.store.get_hold(&request.hold_id).await?;
         let now = self.now();

@@ -183,6 +183,10 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<OrderPhase, StoreError>;
 
+    /// Reads a record without locking it: the fast path for replays, since a finished
+    /// record never changes.
+    async fn find_idempotent_request(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+
     /// Phase 4, in one transaction: stores the answer, moves the record to `finished`,
     /// releases its lock and, with `intent`, records the PaymentIntent on the order.
     async fn finish_idempotent_request(

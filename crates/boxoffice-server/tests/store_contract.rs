@@ -613,9 +613,14 @@ mod payments {
         let f = fixture(engine, &[10]).await;
         let hold = f.place(&[(0, 1)], T0).await.unwrap();
         let r = record(&hold.id, "k", "fp", T0);
+        assert_eq!(f.store.find_idempotent_request("anonymous", "k").await.unwrap(), None);
         assert_eq!(
             f.store.begin_idempotent_request(&r, T0.plus(LOCK), T0).await.unwrap(),
             Begun::Proceed(r.clone())
+        );
+        assert_eq!(
+            f.store.find_idempotent_request("anonymous", "k").await.unwrap(),
+            Some(r.clone())
         );
         // Locked: another request waits, until the lock lapses.
         assert_eq!(
@@ -658,7 +663,17 @@ mod payments {
             .unwrap();
         assert_eq!(
             f.store.begin_idempotent_request(&r, at(800), at(72)).await.unwrap(),
-            Begun::Replay(response)
+            Begun::Replay(response.clone())
+        );
+        let finished = f
+            .store
+            .find_idempotent_request("anonymous", "k")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (finished.recovery_point, finished.response),
+            (RecoveryPoint::Finished, Some(response))
         );
         // Scopes are separate.
         let mut other_scope = r.clone();

@@ -39,6 +39,22 @@ async fn find_record_for_update(
     .transpose()
 }
 
+pub(crate) async fn find(
+    conn: &mut PgConnection,
+    scope: &str,
+    key: &str,
+) -> Result<Option<IdempotencyRecord>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE scope = $1 AND client_key = $2"
+    ))
+    .bind(scope)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    row.map(|row| rows::idempotency_record(&Columns(&row))).transpose()
+}
+
 pub(crate) async fn begin(
     conn: &mut PgConnection,
     record: &IdempotencyRecord,

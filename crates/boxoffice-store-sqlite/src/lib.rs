@@ -273,6 +273,11 @@ impl Store for SqliteStore {
         Ok(phase)
     }
 
+    async fn find_idempotent_request(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        payments::find(&mut conn, scope, key).await
+    }
+
     async fn finish_idempotent_request(
         &self,
         scope: &str,

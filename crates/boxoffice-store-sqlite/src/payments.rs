@@ -34,6 +34,22 @@ async fn find_record(
     .transpose()
 }
 
+pub(crate) async fn find(
+    conn: &mut SqliteConnection,
+    scope: &str,
+    key: &str,
+) -> Result<Option<IdempotencyRecord>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE scope = ? AND client_key = ?"
+    ))
+    .bind(scope)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    row.map(|row| rows::idempotency_record(&Columns(&row))).transpose()
+}
+
 pub(crate) async fn begin(
     conn: &mut SqliteConnection,
     record: &IdempotencyRecord,
