@@ -12,8 +12,20 @@ pub const PAYMENT_COMPLETER: &str = "payment-completer";
 /// The job that removes idempotency records past their retention.
 pub const IDEMPOTENCY_REAPER: &str = "idempotency-reaper";
 
+/// The job that applies stored webhook events not applied yet.
+pub const WEBHOOK_WORKER: &str = "webhook-worker";
+
+/// The job that fetches the provider's recent events and applies any never delivered.
+pub const WEBHOOK_RECONCILER: &str = "webhook-reconciler";
+
 /// Every job whose runs are recorded.
-pub const ALL: &[&str] = &[EXPIRE_HOLDS, PAYMENT_COMPLETER, IDEMPOTENCY_REAPER];
+pub const ALL: &[&str] = &[
+    EXPIRE_HOLDS,
+    PAYMENT_COMPLETER,
+    IDEMPOTENCY_REAPER,
+    WEBHOOK_WORKER,
+    WEBHOOK_RECONCILER,
+];
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod clock;
 pub mod events;
+pub mod failures;
 pub mod holds;
 pub mod idempotency;
 pub mod ids;
@@ -19,6 +20,7 @@ pub mod payments;
 pub mod rows;
 pub mod service;
 pub mod store;
+pub mod webhooks;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use service::{BoxOffice, Settings};

@@ -102,6 +102,11 @@ impl Order {
     pub fn provider_idempotency_key(&self) -> String {
         format!("boxoffice-{}-payment-intent", self.id)
     }
+
+    /// The provider idempotency key of this order's automatic refund.
+    pub fn refund_idempotency_key(order: &OrderId) -> String {
+        format!("boxoffice-{order}-refund")
+    }
 }
 
 /// Where an idempotent request stopped.
@@ -244,6 +249,13 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// Finds the PaymentIntent created for an order (by its metadata), for records too old
     /// to re-drive with the provider's idempotency key.
     async fn find_payment_intent_for_order(&self, order: &OrderId) -> Result<Option<ProviderIntent>, ProviderError>;
+
+    /// Refunds a PaymentIntent in full, idempotently under `idempotency_key`.
+    async fn refund(&self, payment_intent_id: &str, idempotency_key: &str) -> Result<(), ProviderError>;
+
+    /// The provider's events created at or after `since` (Unix seconds), as raw JSON
+    /// payloads, for reconciliation of webhooks that never arrived.
+    async fn recent_events(&self, since_unix: i64) -> Result<Vec<String>, ProviderError>;
 }
 
 /// The answer to a successful payment-intent request (SPEC §5).

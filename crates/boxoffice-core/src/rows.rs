@@ -16,6 +16,7 @@ use crate::money::{Cents, Currency};
 use crate::organizations::{Name, Organization};
 use crate::payments::{IdempotencyRecord, Order, OrderStatus, RecoveryPoint, StoredResponse};
 use crate::store::StoreError;
+use crate::webhooks::{EventStatus, StoredEvent, Ticket};
 
 /// Typed access to one row's columns by name, as a store's row type provides it.
 pub trait StoredRow {
@@ -190,5 +191,33 @@ pub fn idempotency_record(row: &impl StoredRow) -> Result<IdempotencyRecord, Sto
         order_id: row.optional_text("order_id")?.map(OrderId::from_trusted),
         response,
         created_at: row.timestamp("created_at")?,
+    })
+}
+
+/// The columns [`stored_event`] reads.
+pub const EVENT_LISTING_COLUMNS: &str =
+    "id, event_type, status, outcome, last_error, delivery_count, attempts, received_at, applied_at";
+
+/// Columns: [`EVENT_LISTING_COLUMNS`].
+pub fn stored_event(row: &impl StoredRow) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        id: row.text("id")?,
+        event_type: row.text("event_type")?,
+        status: EventStatus::parse(&row.text("status")?).ok_or_else(|| corrupt("webhook event status"))?,
+        outcome: row.optional_text("outcome")?,
+        last_error: row.optional_text("last_error")?,
+        delivery_count: row.integer("delivery_count")?,
+        attempts: row.integer("attempts")?,
+        received_at: row.timestamp("received_at")?,
+        applied_at: row.optional_integer("applied_at")?.map(Timestamp::from_millis),
+    })
+}
+
+/// Columns: `code, ticket_type_id, status`.
+pub fn ticket(row: &impl StoredRow) -> Result<Ticket, StoreError> {
+    Ok(Ticket {
+        code: row.text("code")?,
+        ticket_type_id: TicketTypeId::from_trusted(row.text("ticket_type_id")?),
+        status: row.text("status")?,
     })
 }

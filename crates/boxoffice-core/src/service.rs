@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::auth::{self, Caller, MintedApiKey, SecretToken, StoredApiKey, TokenHash};
 use crate::clock::{Clock, Timestamp};
 use crate::events::{Capacity, Event, EventWithTicketTypes, HoldSeconds, MaxPerOrder, TicketType, TicketTypeChanges};
+use crate::failures::{Failure, FailureSink, LogSink, Severity};
 use crate::holds::{Hold, HoldItem, HoldRequest, HoldStatus, ReservationStats};
 use crate::idempotency::IdempotencyKey;
 use crate::ids::{EventId, HoldId, JobRunId, OrderId, OrganizationId, TicketTypeId};
@@ -18,6 +19,7 @@ use crate::payments::{
     PaymentProvider, ProviderError, ProviderIntent, RecoveryPoint, StoredResponse,
 };
 use crate::store::{Page, PageRequest, Store, StoreError};
+use crate::webhooks::{ApplyOutcome, IncomingEvent, StoredEvent, Ticket};
 
 /// The setting under which the operator token's hash is kept.
 const OPERATOR_TOKEN_SETTING: &str = "operator_token_sha256";
@@ -167,6 +169,7 @@ pub struct BoxOffice {
     clock: Arc<dyn Clock>,
     settings: Settings,
     provider: Option<Arc<dyn PaymentProvider>>,
+    failures: Arc<dyn FailureSink>,
 }
 
 impl BoxOffice {
@@ -177,7 +180,14 @@ impl BoxOffice {
             clock,
             settings,
             provider: None,
+            failures: Arc::new(LogSink),
         }
+    }
+
+    /// The same use cases, reporting failures to `sink`.
+    pub fn with_failure_sink(mut self, sink: Arc<dyn FailureSink>) -> Self {
+        self.failures = sink;
+        self
     }
 
     /// The same use cases, paying through `provider`.
@@ -712,6 +722,172 @@ impl BoxOffice {
     /// Reads an order (public: knowing its id is the credential).
     pub async fn get_order(&self, id: &OrderId) -> Result<Order, Error> {
         Ok(self.store.get_order(id).await?)
+    }
+}
+
+/// How long a failed webhook waits before the worker tries it again.
+const WEBHOOK_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Reconciliation looks this far back (Stripe resends for three days).
+const RECONCILE_WINDOW: Duration = Duration::from_secs(3 * 24 * 60 * 60);
+
+/// What handling a webhook event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookResult {
+    /// Already applied or ignored earlier: nothing changed.
+    Duplicate,
+    /// The effect took place (or the order's state said it already had).
+    Applied(String),
+    /// Nothing to do.
+    Ignored(String),
+    /// Paid after the hold ran out with the tickets gone: refunded automatically.
+    LateRefund {
+        /// The refunded order.
+        order_id: OrderId,
+    },
+    /// Stored, but applying failed; the webhook worker tries again.
+    Failed(String),
+}
+
+impl BoxOffice {
+    // ----- webhooks -------------------------------------------------------------------
+
+    /// Handles a delivered event: stores it durably (the caller acknowledges only after
+    /// this returns `Ok`), then applies it. A failure to apply is recorded and retried by
+    /// the worker; it does not fail the delivery, since the event is safely stored.
+    pub async fn receive_webhook(&self, event: IncomingEvent) -> Result<WebhookResult, Error> {
+        let now = self.now();
+        let (status, _) = self
+            .store
+            .record_webhook_event(&event, true, now.plus(WEBHOOK_RETRY_DELAY), now)
+            .await?;
+        if status.is_final() {
+            return Ok(WebhookResult::Duplicate);
+        }
+        Ok(self.apply_stored_event(&event.id).await)
+    }
+
+    /// Applies one stored event; see [`WebhookResult`].
+    pub async fn apply_stored_event(&self, event_id: &str) -> WebhookResult {
+        let result = match self.store.apply_webhook_event(event_id, self.now()).await {
+            Ok(ApplyOutcome::Applied(what)) => return WebhookResult::Applied(what),
+            Ok(ApplyOutcome::Ignored(why)) => return WebhookResult::Ignored(why),
+            Ok(ApplyOutcome::RefundNeeded {
+                order_id,
+                payment_intent_id,
+            }) => self
+                .refund_late_payment(event_id, &order_id, &payment_intent_id)
+                .await
+                .map(|()| order_id),
+            Err(err) => Err(error_chain(&err)),
+        };
+        match result {
+            Ok(order_id) => {
+                self.failures.report(Failure {
+                    severity: Severity::Error,
+                    component: "webhooks",
+                    message: format!(
+                        "order {order_id} was paid after its reservation ran out and its tickets were sold \
+                         meanwhile; the payment was refunded automatically (event {event_id})"
+                    ),
+                });
+                WebhookResult::LateRefund { order_id }
+            }
+            Err(message) => {
+                let retry_at = self.now().plus(WEBHOOK_RETRY_DELAY);
+                if let Err(err) = self.store.record_webhook_failure(event_id, &message, retry_at).await {
+                    // The event stays pending either way; the worker will find it.
+                    tracing::warn!(event_id, error = %error_chain(&err), "could not record a webhook failure");
+                }
+                self.failures.report(Failure {
+                    severity: Severity::Error,
+                    component: "webhooks",
+                    message: format!("applying webhook event {event_id} failed (will retry): {message}"),
+                });
+                WebhookResult::Failed(message)
+            }
+        }
+    }
+
+    async fn refund_late_payment(
+        &self,
+        event_id: &str,
+        order_id: &OrderId,
+        payment_intent_id: &str,
+    ) -> Result<(), String> {
+        let provider = self.provider().map_err(|err| err.to_string())?;
+        provider
+            .refund(payment_intent_id, &Order::refund_idempotency_key(order_id))
+            .await
+            .map_err(|err| err.to_string())?;
+        self.store
+            .complete_late_refund(event_id, order_id, self.now())
+            .await
+            .map_err(|err| error_chain(&err))
+    }
+
+    /// The webhook worker: applies stored events that are not applied yet (a failure
+    /// earlier, or a crash between storing and applying), and records the run.
+    pub async fn apply_due_webhooks(&self) -> Result<JobRun, Error> {
+        let started_at = self.now();
+        let mut affected = 0;
+        let mut errors = Vec::new();
+        for id in self.store.due_webhook_events(started_at, 100).await? {
+            match self.apply_stored_event(&id).await {
+                WebhookResult::Failed(message) => errors.push(format!("{id}: {message}")),
+                _ => affected += 1,
+            }
+        }
+        self.record_run(jobs::WEBHOOK_WORKER, started_at, affected, errors)
+            .await
+    }
+
+    /// The reconciler: lists the provider's recent events and stores and applies any that
+    /// never arrived as a webhook, so a delivery outage heals by itself. `affected` counts
+    /// the events it found missing.
+    pub async fn reconcile_webhooks(&self) -> Result<JobRun, Error> {
+        let started_at = self.now();
+        let since = minus(started_at, RECONCILE_WINDOW).as_millis() / 1000;
+        let payloads = self
+            .provider()?
+            .recent_events(since)
+            .await
+            .map_err(|err| Error::ProviderUnavailable(err.to_string()))?;
+        let mut affected = 0;
+        let mut errors = Vec::new();
+        for payload in payloads {
+            let event = match IncomingEvent::parse(payload.as_bytes()) {
+                Ok(event) => event,
+                Err(err) => {
+                    errors.push(err.to_string());
+                    continue;
+                }
+            };
+            let (status, new) = self
+                .store
+                .record_webhook_event(&event, false, self.now(), self.now())
+                .await?;
+            if new {
+                affected += 1;
+            }
+            if !status.is_final()
+                && let WebhookResult::Failed(message) = self.apply_stored_event(&event.id).await
+            {
+                errors.push(format!("{}: {message}", event.id));
+            }
+        }
+        self.record_run(jobs::WEBHOOK_RECONCILER, started_at, affected, errors)
+            .await
+    }
+
+    /// Stored webhook events, newest first.
+    pub async fn list_webhook_events(&self, limit: u32) -> Result<Vec<StoredEvent>, Error> {
+        Ok(self.store.list_webhook_events(limit).await?)
+    }
+
+    /// The tickets of an order.
+    pub async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, Error> {
+        Ok(self.store.order_tickets(order_id).await?)
     }
 }
 

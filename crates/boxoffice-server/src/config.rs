@@ -37,6 +37,10 @@ pub struct ServerConfig {
     pub idempotency_lock_timeout: Duration,
     /// How often the payment completer looks for stalled payment requests.
     pub payment_completer_interval: Duration,
+    /// How often the webhook worker applies stored events not applied yet.
+    pub webhook_worker_interval: Duration,
+    /// How often the reconciler fetches the provider's recent events.
+    pub webhook_reconcile_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +59,8 @@ impl Default for ServerConfig {
             payment_grace: Duration::from_secs(5 * 60),
             idempotency_lock_timeout: Duration::from_secs(120),
             payment_completer_interval: Duration::from_secs(15),
+            webhook_worker_interval: Duration::from_secs(5),
+            webhook_reconcile_interval: Duration::from_secs(5 * 60),
         }
     }
 }

@@ -44,6 +44,7 @@ pub struct Metrics {
     holds_expired: Counter,
     job_runs: Family<JobLabels, Counter>,
     payment_requests: Family<OutcomeLabels, Counter>,
+    webhooks: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -95,7 +96,14 @@ impl Metrics {
             "Payment-intent requests by outcome: created, replayed, in_use, key_reused, provider_unavailable, rejected",
             payment_requests.clone(),
         );
+        let webhooks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_events",
+            "Webhook deliveries by outcome: received, duplicate, applied, ignored, refunded, deferred, invalid_signature",
+            webhooks.clone(),
+        );
         Self {
+            webhooks,
             registry,
             requests,
             request_seconds,
@@ -150,6 +158,15 @@ impl Metrics {
     /// Counts a payment-intent request by outcome.
     pub fn payment_request(&self, outcome: &str) {
         self.payment_requests
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a webhook delivery by outcome.
+    pub fn webhook(&self, outcome: &str) {
+        self.webhooks
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
             })

@@ -19,6 +19,9 @@ pub const CRASH_AFTER_PAYMENT_INTENT_CREATED: &str = "after-payment-intent-creat
 /// Pages of recent PaymentIntents searched when looking one up by order.
 const LOOKUP_PAGES: usize = 10;
 
+/// Pages of recent events read by one reconciliation run (100 per page).
+const EVENT_PAGES: usize = 50;
+
 /// [`PaymentProvider`] over Stripe's API.
 pub struct StripeProvider {
     client: StripeClient,
@@ -112,5 +115,34 @@ impl PaymentProvider for StripeProvider {
             }
         }
         Ok(None)
+    }
+
+    async fn refund(&self, payment_intent_id: &str, idempotency_key: &str) -> Result<(), ProviderError> {
+        match self.client.create_refund(payment_intent_id, idempotency_key).await {
+            Ok(_) => Ok(()),
+            // Refunded already (by us under another key, or by an operator): the goal is met.
+            Err(err) if err.api_error().and_then(|e| e.code.as_deref()) == Some("charge_already_refunded") => Ok(()),
+            Err(err) => Err(provider_error(err)),
+        }
+    }
+
+    async fn recent_events(&self, since_unix: i64) -> Result<Vec<String>, ProviderError> {
+        let mut payloads = Vec::new();
+        let mut starting_after: Option<String> = None;
+        for _ in 0..EVENT_PAGES {
+            let page = self
+                .client
+                .list_events(100, starting_after.as_deref(), Some(since_unix))
+                .await
+                .map_err(provider_error)?;
+            starting_after = page.data.last().map(|event| event.id.clone());
+            for event in &page.data {
+                payloads.push(serde_json::to_string(event).map_err(|err| ProviderError::Refused(err.to_string()))?);
+            }
+            if !page.has_more {
+                break;
+            }
+        }
+        Ok(payloads)
     }
 }

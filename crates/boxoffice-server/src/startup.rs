@@ -17,6 +17,7 @@ use crate::http::middleware::RateLimiter;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::payments::StripeProvider;
+use crate::telemetry::ServerFailureSink;
 use crate::{demo, jobs, store};
 
 /// A server bound to its address, ready to run.
@@ -47,9 +48,10 @@ impl Server {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
-        let (stripe_client, fake_stripe) = stripe_setup(&config, local_addr)?;
-        let boxoffice =
-            BoxOffice::new(store, clock, settings).with_payment_provider(Arc::new(StripeProvider::new(stripe_client)));
+        let stripe = stripe_setup(&config, local_addr)?;
+        let boxoffice = BoxOffice::new(store, clock, settings)
+            .with_payment_provider(Arc::new(StripeProvider::new(stripe.client)))
+            .with_failure_sink(Arc::new(ServerFailureSink));
         let (operator_token_hash, generated_operator_token) = boxoffice
             .ensure_operator_token(config.admin_token.as_ref())
             .await
@@ -64,9 +66,10 @@ impl Server {
             operator_token_hash,
             metrics: Arc::new(Metrics::new()),
             rate_limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),
+            webhook_secrets: Arc::new(stripe.webhook_secrets),
         };
         let mut router = http::router(state.clone());
-        if let Some(fake) = fake_stripe {
+        if let Some(fake) = stripe.fake {
             router = router.nest(FAKE_STRIPE_PATH, fake.router());
         }
         Ok(Self {
@@ -111,6 +114,14 @@ impl Server {
                 self.config.payment_completer_interval,
             ),
             (boxoffice_core::jobs::IDEMPOTENCY_REAPER, jobs::REAPER_INTERVAL),
+            (
+                boxoffice_core::jobs::WEBHOOK_WORKER,
+                self.config.webhook_worker_interval,
+            ),
+            (
+                boxoffice_core::jobs::WEBHOOK_RECONCILER,
+                self.config.webhook_reconcile_interval,
+            ),
         ];
         let tasks: Vec<_> = schedule
             .into_iter()
@@ -138,12 +149,23 @@ impl Server {
 /// Where the built-in Stripe test double is mounted in the default configuration.
 pub const FAKE_STRIPE_PATH: &str = "/_fake-stripe";
 
-/// The Stripe client, and the test double to mount when no Stripe base URL is configured.
-/// The double is never mounted when a real base is given.
-fn stripe_setup(
-    config: &ServerConfig,
-    local_addr: SocketAddr,
-) -> anyhow::Result<(boxoffice_stripe::StripeClient, Option<boxoffice_stripe::FakeStripe>)> {
+/// How this server talks to Stripe.
+struct StripeSetup {
+    client: boxoffice_stripe::StripeClient,
+    /// The test double to mount, when no Stripe base URL is configured.
+    fake: Option<boxoffice_stripe::FakeStripe>,
+    /// The secrets webhooks may be signed with.
+    webhook_secrets: Vec<String>,
+}
+
+/// The Stripe client, the webhook secrets, and the test double to mount when no Stripe base
+/// URL is configured. The double is never mounted when a real base is given.
+fn stripe_setup(config: &ServerConfig, local_addr: SocketAddr) -> anyhow::Result<StripeSetup> {
+    let mut webhook_secrets: Vec<String> = config
+        .stripe_webhook_secrets
+        .iter()
+        .map(|secret| secret.expose().to_owned())
+        .collect();
     let (api_base, secret_key, fake) = match &config.stripe_api_base {
         Some(base) => {
             let key = config
@@ -157,17 +179,19 @@ fn stripe_setup(
                 .stripe_secret_key
                 .clone()
                 .unwrap_or_else(|| auth::generate_secret("sk_test_"));
-            let webhook_secret = config
-                .stripe_webhook_secrets
-                .first()
-                .cloned()
-                .unwrap_or_else(|| auth::generate_secret("whsec_"));
-            // Webhook delivery to this server starts with the webhook endpoint (SPEC §6);
-            // until then the double keeps its events for GET /v1/events.
+            let webhook_secret = match webhook_secrets.first() {
+                Some(secret) => secret.clone(),
+                None => {
+                    let secret = auth::generate_secret("whsec_").expose().to_owned();
+                    webhook_secrets.push(secret.clone());
+                    secret
+                }
+            };
+            // The double signs with the first secret and delivers to this very server.
             let fake = boxoffice_stripe::FakeStripe::new(boxoffice_stripe::FakeStripeConfig::new(
                 key.expose(),
-                webhook_secret.expose(),
-                None,
+                webhook_secret,
+                Some(format!("http://{}/webhooks/stripe", reachable(local_addr))),
             ));
             (
                 format!("http://{}{FAKE_STRIPE_PATH}", reachable(local_addr)),
@@ -181,7 +205,14 @@ fn stripe_setup(
         boxoffice_stripe::SecretString::from(secret_key.expose().to_owned()),
     ))
     .context("building the Stripe client")?;
-    Ok((client, fake))
+    if webhook_secrets.is_empty() {
+        tracing::warn!("no --stripe-webhook-secret is configured: every webhook will be refused as invalid_signature");
+    }
+    Ok(StripeSetup {
+        client,
+        fake,
+        webhook_secrets,
+    })
 }
 
 /// The address this process can reach itself at: a wildcard bind becomes loopback.

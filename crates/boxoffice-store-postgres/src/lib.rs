@@ -16,6 +16,7 @@ mod jobs;
 mod organizations;
 mod payments;
 mod rows;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -28,6 +29,7 @@ use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, OrderId, OrganizationId, Ti
 use boxoffice_core::jobs::JobRun;
 use boxoffice_core::organizations::Organization;
 use boxoffice_core::payments::{Begun, IdempotencyRecord, Order, OrderPhase, ProviderIntent, StoredResponse};
+use boxoffice_core::webhooks::{ApplyOutcome, EventStatus, IncomingEvent, StoredEvent, Ticket};
 use boxoffice_core::{Page, PageRequest, Store, StoreError, Timestamp};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -354,5 +356,57 @@ impl Store for PgStore {
     async fn get_order(&self, id: &OrderId) -> Result<Order, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(map_error)?;
         payments::get(&mut conn, id).await
+    }
+
+    async fn record_webhook_event(
+        &self,
+        event: &IncomingEvent,
+        delivered: bool,
+        due_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(EventStatus, bool), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
+        let recorded = webhooks::record(&mut tx, event, delivered, due_at, now).await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(recorded)
+    }
+
+    async fn apply_webhook_event(&self, event_id: &str, now: Timestamp) -> Result<ApplyOutcome, StoreError> {
+        retry_transient!(
+            async {
+                let mut tx = self.pool.begin().await.map_err(map_error)?;
+                let outcome = webhooks::apply(&mut tx, event_id, now).await?;
+                tx.commit().await.map_err(map_error)?;
+                Ok(outcome)
+            }
+            .await
+        )
+    }
+
+    async fn complete_late_refund(&self, event_id: &str, order_id: &OrderId, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
+        webhooks::complete_late_refund(&mut tx, event_id, order_id, now).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn record_webhook_failure(&self, event_id: &str, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
+        webhooks::record_failure(&mut tx, event_id, error, retry_at).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn due_webhook_events(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        webhooks::due(&mut conn, now, limit).await
+    }
+
+    async fn list_webhook_events(&self, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        webhooks::list(&mut conn, limit).await
+    }
+
+    async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        webhooks::tickets(&mut conn, order_id).await
     }
 }

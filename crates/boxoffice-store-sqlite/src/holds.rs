@@ -122,18 +122,33 @@ pub(crate) async fn cancel(conn: &mut SqliteConnection, id: &HoldId, now: Timest
         // Already cancelled or expired: nothing to release, nothing to change.
         _ => return Ok(hold),
     };
-    sqlx::query("UPDATE holds SET status = ?, updated_at = ? WHERE id = ? AND status = 'active'")
+    release_as(conn, &hold, new_status, now).await?;
+    hold.stored_status = new_status;
+    Ok(hold)
+}
+
+/// Marks an active hold `new_status` (expired or cancelled) and gives its tickets back,
+/// once: the status guard makes a second call change nothing.
+pub(crate) async fn release_as(
+    conn: &mut SqliteConnection,
+    hold: &Hold,
+    new_status: HoldStatus,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let released = sqlx::query("UPDATE holds SET status = ?, updated_at = ? WHERE id = ? AND status = 'active'")
         .bind(new_status.as_str())
         .bind(now.as_millis())
-        .bind(id.as_str())
+        .bind(hold.id.as_str())
         .execute(&mut *conn)
         .await
         .map_err(map_error)?;
-    for item in &hold.items {
-        release_tickets(conn, &item.ticket_type_id, i64::from(item.quantity.get())).await?;
+    if released.rows_affected() == 1 {
+        // Items are sorted by ticket type id: the lock order.
+        for item in &hold.items {
+            release_tickets(conn, &item.ticket_type_id, i64::from(item.quantity.get())).await?;
+        }
     }
-    hold.stored_status = new_status;
-    Ok(hold)
+    Ok(())
 }
 
 async fn release_tickets(conn: &mut SqliteConnection, id: &TicketTypeId, quantity: i64) -> Result<(), StoreError> {

@@ -120,6 +120,16 @@ struct ServeArgs {
     /// How often the payment completer finishes payment requests that stopped midway.
     #[arg(long, env = "BOXOFFICE_PAYMENT_COMPLETER_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     payment_completer_interval: Duration,
+
+    /// How often the webhook worker applies stored events that are not applied yet
+    /// (after an error, or a crash between storing and applying).
+    #[arg(long, env = "BOXOFFICE_WEBHOOK_WORKER_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    webhook_worker_interval: Duration,
+
+    /// How often the reconciler lists Stripe's recent events and applies any that never
+    /// arrived as a webhook.
+    #[arg(long, env = "BOXOFFICE_WEBHOOK_RECONCILE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    webhook_reconcile_interval: Duration,
 }
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
@@ -205,6 +215,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         payment_grace: args.payment_grace,
         idempotency_lock_timeout: args.idempotency_lock_timeout,
         payment_completer_interval: args.payment_completer_interval,
+        webhook_worker_interval: args.webhook_worker_interval,
+        webhook_reconcile_interval: args.webhook_reconcile_interval,
     };
     let server = startup::Server::build(config.clone(), Arc::new(SystemClock)).await?;
     let base = format!("http://{}", server.local_addr());

@@ -108,8 +108,13 @@ fn start(url: &str) -> Running {
 // The child is waited for by `terminate`, or killed and reaped by `Running`'s Drop.
 #[allow(clippy::zombie_processes)]
 fn start_with(url: &str, args: &[&str], envs: &[(&str, &str)]) -> Running {
+    let listen: &[&str] = if args.contains(&"--listen") {
+        &[]
+    } else {
+        &["--listen", "127.0.0.1:0"]
+    };
     let mut child = boxoffice()
-        .args(["--listen", "127.0.0.1:0"])
+        .args(listen)
         .args(args)
         .envs(envs.iter().copied())
         .env("BOXOFFICE_DATABASE_URL", url)
@@ -468,4 +473,211 @@ async fn crash_after_the_provider_answered_sqlite() {
 #[tokio::test]
 async fn crash_after_the_provider_answered_postgres() {
     a_crash_between_the_provider_and_our_record_charges_once(true).await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kill -9 inside the transaction that applies a webhook: nothing of it commits, the event
+/// is already stored, and after a restart it is applied exactly once (by the double's
+/// redelivery or by the webhook worker, whichever comes first).
+async fn a_crash_while_applying_a_webhook_loses_nothing(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(postgres, &dir).await;
+    let port = free_port().to_string();
+    let server_listen = format!("127.0.0.1:{port}");
+    let webhook_url = format!("http://{server_listen}/webhooks/stripe");
+    let mut fake = boxoffice()
+        .args([
+            "fake-stripe",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-key",
+            "sk_test_apply",
+            "--webhook-secret",
+            "whsec_apply",
+        ])
+        .args(["--webhook-url", &webhook_url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(fake.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let stripe = line
+        .split("serving ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let fake = Running {
+        child: fake,
+        base: stripe.clone(),
+        lines: vec![],
+    };
+
+    let token = "bo_admin_apply_test";
+    let args = [
+        "--listen",
+        &server_listen,
+        "--admin-token",
+        token,
+        "--stripe-api-base",
+        &stripe,
+        "--stripe-secret-key",
+        "sk_test_apply",
+        "--stripe-webhook-secret",
+        "whsec_apply",
+        "--sweep-interval",
+        "0s",
+        "--webhook-worker-interval",
+        "200ms",
+    ];
+    let crashing = start_with(&url, &args, &[("BOXOFFICE_TEST_CRASH_POINT", "during-webhook-apply")]);
+    let client = reqwest::Client::new();
+    let base = crashing.base.clone();
+    let post = |path: String, body: Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let org: Value = post("/api/v1/organizations".into(), serde_json::json!({ "name": "Apply" }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let event: Value = post(
+        "/api/v1/events".into(),
+        serde_json::json!({
+        "organization_id": org["id"], "name": "Night", "starts_at": "2030-01-01T20:00:00Z", "currency": "EUR" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let event_id = event["id"].as_str().unwrap().to_owned();
+    let tt: Value = post(
+        format!("/api/v1/events/{event_id}/ticket-types"),
+        serde_json::json!({ "name": "GA", "price_cents": 4_200, "capacity": 10 }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let hold: Value = post(
+        "/api/v1/reservations".into(),
+        serde_json::json!({
+        "event_id": event_id, "items": [{ "ticket_type_id": tt["id"], "quantity": 2 }] }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let paid: Value = client
+        .post(format!(
+            "{base}/api/v1/reservations/{}/payment-intent",
+            hold["id"].as_str().unwrap()
+        ))
+        .header("idempotency-key", "apply-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order_id = paid["order_id"].as_str().unwrap().to_owned();
+    let stripe_client = boxoffice_stripe::StripeClient::new(boxoffice_stripe::StripeConfig::new(
+        stripe.clone(),
+        "sk_test_apply".into(),
+    ))
+    .unwrap();
+    stripe_client
+        .confirm_payment_intent(paid["payment_intent_id"].as_str().unwrap(), "pm_card_visa", "confirm-1")
+        .await
+        .unwrap();
+
+    // The delivery reaches the server, which stores the event and dies while applying it.
+    let mut crashing = crashing;
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(status) = crashing.child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        exited.is_some_and(|status| !status.success()),
+        "the server should have aborted: {exited:?}"
+    );
+
+    let restarted = start_with(&url, &args, &[]);
+    let mut order = Value::Null;
+    for _ in 0..100 {
+        order = client
+            .get(format!("{}/api/v1/orders/{order_id}", restarted.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if order["status"] == "paid" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(order["status"], "paid", "applied after the restart: {order}");
+    assert_eq!(order["tickets"].as_array().unwrap().len(), 2);
+    // Give a late redelivery time to arrive: it must change nothing.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let event: Value = client
+        .get(format!("{}/api/v1/events/{event_id}", restarted.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let inventory = &event["ticket_types"][0];
+    assert_eq!(
+        (inventory["sold"].as_i64(), inventory["held"].as_i64()),
+        (Some(2), Some(0)),
+        "sold exactly once"
+    );
+    let again: Value = client
+        .get(format!("{}/api/v1/orders/{order_id}", restarted.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["tickets"], order["tickets"]);
+    terminate(restarted);
+    terminate(fake);
+}
+
+#[tokio::test]
+async fn crash_while_applying_a_webhook_sqlite() {
+    a_crash_while_applying_a_webhook_loses_nothing(false).await;
+}
+
+#[tokio::test]
+async fn crash_while_applying_a_webhook_postgres() {
+    a_crash_while_applying_a_webhook_loses_nothing(true).await;
 }

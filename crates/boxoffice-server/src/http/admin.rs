@@ -14,7 +14,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::extract::{ApiQuery, parse_limit};
 
-fn require_operator(caller: &Caller) -> Result<(), ApiError> {
+pub(crate) fn require_operator(caller: &Caller) -> Result<(), ApiError> {
     match caller {
         Caller::Operator => Ok(()),
         Caller::Organization { .. } => Err(ApiError::not_found("resource")),

@@ -78,6 +78,15 @@ impl ApiError {
         )
     }
 
+    /// 400 `invalid_signature`: a webhook whose signature does not verify.
+    pub fn invalid_signature(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_signature",
+            format!("invalid Stripe-Signature: {}", detail.into()),
+        )
+    }
+
     /// 413 `payload_too_large`.
     pub fn payload_too_large() -> Self {
         Self::new(

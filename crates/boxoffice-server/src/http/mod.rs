@@ -11,6 +11,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod organizations;
 pub mod payments;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -41,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The public endpoints' per-address limit.
     pub rate_limiter: Arc<RateLimiter>,
+    /// Webhook signing secrets; any one may sign (rotation).
+    pub webhook_secrets: Arc<Vec<String>>,
 }
 
 /// The whole HTTP API.
@@ -82,9 +85,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/admin/stats/reservations", get(admin::reservation_stats))
         .route("/api/v1/admin/jobs/runs", get(admin::job_runs))
+        .route("/api/v1/admin/webhooks/events", get(webhooks::list_events))
         .route("/api/v1/admin/jobs/{job}/run", post(admin::run_job));
 
     let operations = Router::new()
+        // Not rate-limited: Stripe delivers in bursts, and the signature is the gate.
+        .route("/webhooks/stripe", post(webhooks::receive_stripe))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

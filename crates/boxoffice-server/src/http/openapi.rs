@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, events, health, holds, organizations, payments};
+use super::{admin, events, health, holds, organizations, payments, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,6 +15,7 @@ use super::{admin, events, health, holds, organizations, payments};
         holds::create, holds::get, holds::cancel,
         payments::create_payment_intent, payments::get_order,
         admin::reservation_stats, admin::job_runs, admin::run_job,
+        webhooks::receive_stripe, webhooks::list_events,
         health::healthz, health::readyz, health::metrics,
     ),
     modifiers(&BearerAuth),

@@ -18,6 +18,7 @@ use boxoffice_core::idempotency::{self, IdempotencyKey};
 use boxoffice_core::ids::{HoldId, OrderId};
 use boxoffice_core::payments::Order;
 use boxoffice_core::service::{self, PaymentAnswer, PaymentRequest};
+use boxoffice_core::webhooks::Ticket;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -52,7 +53,7 @@ pub struct OrderResponse {
     pub currency: String,
     pub reservation_id: String,
     pub payment_intent_id: Option<String>,
-    /// One per seat once paid.
+    /// One per seat once paid; void tickets (after a refund) are not listed.
     pub tickets: Vec<TicketResponse>,
     pub created_at: String,
 }
@@ -63,8 +64,8 @@ pub struct TicketResponse {
     pub ticket_type_id: String,
 }
 
-impl From<Order> for OrderResponse {
-    fn from(order: Order) -> Self {
+impl OrderResponse {
+    fn new(order: Order, tickets: Vec<Ticket>) -> Self {
         Self {
             id: order.id.to_string(),
             status: order.status.as_str(),
@@ -72,7 +73,14 @@ impl From<Order> for OrderResponse {
             currency: order.currency.to_string(),
             reservation_id: order.hold_id.to_string(),
             payment_intent_id: order.payment_intent_id,
-            tickets: Vec::new(),
+            tickets: tickets
+                .into_iter()
+                .filter(|ticket| ticket.status == "valid")
+                .map(|ticket| TicketResponse {
+                    code: ticket.code,
+                    ticket_type_id: ticket.ticket_type_id.to_string(),
+                })
+                .collect(),
             created_at: order.created_at.to_rfc3339(),
         }
     }
@@ -196,5 +204,7 @@ pub async fn get_order(
     ApiPath(order_id): ApiPath<String>,
 ) -> Result<Json<OrderResponse>, ApiError> {
     let id = OrderId::parse(&order_id).map_err(|_| ApiError::not_found("order"))?;
-    Ok(Json(state.boxoffice.get_order(&id).await?.into()))
+    let order = state.boxoffice.get_order(&id).await?;
+    let tickets = state.boxoffice.order_tickets(&id).await?;
+    Ok(Json(OrderResponse::new(order, tickets)))
 }

@@ -24,6 +24,8 @@ pub async fn run_once(job: &str, boxoffice: &BoxOffice, metrics: &Metrics) -> Op
         jobs::EXPIRE_HOLDS => boxoffice.sweep_expired_holds().await,
         jobs::PAYMENT_COMPLETER => boxoffice.complete_stalled_payments().await,
         jobs::IDEMPOTENCY_REAPER => boxoffice.reap_idempotency_records().await,
+        jobs::WEBHOOK_WORKER => boxoffice.apply_due_webhooks().await,
+        jobs::WEBHOOK_RECONCILER => boxoffice.reconcile_webhooks().await,
         _ => return None,
     };
     match &result {

@@ -87,6 +87,8 @@ pub struct AppOptions {
     /// A Stripe base URL (e.g. a standalone double); `None` mounts the built-in one.
     pub stripe_api_base: Option<String>,
     pub stripe_secret_key: Option<String>,
+    /// Webhook signing secrets; the first also signs the built-in double's deliveries.
+    pub webhook_secrets: Vec<String>,
     pub idempotency_lock_timeout: Duration,
     pub payment_grace: Duration,
 }
@@ -101,6 +103,7 @@ impl Default for AppOptions {
             sweep_interval: Duration::ZERO,
             stripe_api_base: None,
             stripe_secret_key: None,
+            webhook_secrets: Vec::new(),
             idempotency_lock_timeout: Duration::from_secs(120),
             payment_grace: Duration::from_secs(300),
         }
@@ -127,9 +130,12 @@ pub async fn spawn_app(database: &TestDatabase, options: AppOptions) -> TestApp 
         rate_limit_per_minute: options.rate_limit_per_minute,
         stripe_api_base: options.stripe_api_base.clone(),
         stripe_secret_key: options.stripe_secret_key.as_deref().map(SecretToken::new),
+        stripe_webhook_secrets: options.webhook_secrets.iter().map(SecretToken::new).collect(),
         idempotency_lock_timeout: options.idempotency_lock_timeout,
         payment_grace: options.payment_grace,
         payment_completer_interval: Duration::ZERO,
+        webhook_worker_interval: Duration::ZERO,
+        webhook_reconcile_interval: Duration::ZERO,
         ..ServerConfig::default()
     };
     let clock: Arc<dyn Clock> = match &options.clock {
