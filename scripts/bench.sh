@@ -27,9 +27,11 @@
 #   BENCH_WARMUP_SECONDS  unrecorded warm-up per engine (own ticket type), default 2; 0 = none
 #   BENCH_ENGINES         default "sqlite postgres"
 #   BENCH_BIN             use this boxoffice binary instead of building one
-#   BENCH_SUITES          default "holds payments"; payments = replay latency relative to
-#                         GET of the order, and PaymentIntent creations per second against
-#                         the in-process Stripe double (scripts/lib/bench_payments.py)
+#   BENCH_SUITES          default "holds payments webhooks"; payments = replay latency
+#                         relative to GET of the order, and PaymentIntent creations per
+#                         second against the in-process Stripe double
+#                         (scripts/lib/bench_payments.py); webhooks = signed deliveries
+#                         applied per second, distinct and repeated (bench_webhooks.py)
 #   BENCH_PAYMENT_CLIENTS clients for the payments suite, default 8
 #   BOXOFFICE_TEST_POSTGRES_URL, BOXOFFICE_TEST_FORCE_THROWAWAY_PG  as for scripts/test.sh
 #
@@ -50,7 +52,8 @@ BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_WARMUP_SECONDS=${BENCH_WARMUP_SECONDS:-2}
 BENCH_ENGINES=${BENCH_ENGINES:-"sqlite postgres"}
 BENCH_BIN=${BENCH_BIN:-}
-BENCH_SUITES=${BENCH_SUITES:-"holds payments"}
+BENCH_SUITES=${BENCH_SUITES:-"holds payments webhooks"}
+WEBHOOK_SECRET=whsec_bench_secret
 BENCH_PAYMENT_CLIENTS=${BENCH_PAYMENT_CLIENTS:-8}
 [[ $BENCH_PAYMENT_CLIENTS =~ ^[0-9]+$ && $BENCH_PAYMENT_CLIENTS -ge 1 && $BENCH_PAYMENT_CLIENTS -le 64 ]] ||
     bo_die "BENCH_PAYMENT_CLIENTS must be 1..64, got '$BENCH_PAYMENT_CLIENTS'"
@@ -163,7 +166,7 @@ start_server() {
         # reaches only this script, which then stops the server with TERM.
         (cd "$WORK" && exec $setsid "$BENCH_BIN" serve --database-url "$url" --listen "127.0.0.1:$port" \
             --admin-token "$TOKEN" --rate-limit-per-minute 0 --hold-duration 15m \
-            --sweep-interval 30s) >>"$log" 2>&1 </dev/null &
+            --sweep-interval 30s --stripe-webhook-secret "$WEBHOOK_SECRET") >>"$log" 2>&1 </dev/null &
         server_pid=$!
         for i in $(seq 1 240); do # at most ~60 s (migrations run at start)
             if ! kill -0 "$server_pid" 2>/dev/null; then
@@ -280,6 +283,7 @@ PY
 # --- the benchmark ------------------------------------------------------------------
 results=() # "engine clients holds_per_s created non201 socket_errors p50 p99"
 payment_results=() # "engine clients get_p50 replay_p50 ratio creations_per_s created failures"
+webhook_results=() # "engine clients distinct_per_s applied redeliveries_per_s duplicates"
 pg_note=""
 
 bench_engine() {
@@ -336,6 +340,20 @@ bench_engine() {
         bo_log "$engine: payments: $line"
     fi
 
+    if [[ " $BENCH_SUITES " == *" webhooks "* ]]; then
+        tt=$(new_ticket_type "$ev" "Webhooks")
+        bo_log "$engine: webhooks, $BENCH_PAYMENT_CLIENTS client(s)"
+        local line
+        line=$(timeout --kill-after=10 "$((BENCH_SECONDS * 4 + 180))" \
+            python3 "$ROOT/scripts/lib/bench_webhooks.py" "$base" "$ev" "$tt" \
+            "$BENCH_SECONDS" "$BENCH_PAYMENT_CLIENTS" "$WEBHOOK_SECRET" | grep -m 1 '^BENCH_WEBHOOKS ') ||
+            bo_die "$engine: the webhooks benchmark failed"
+        local fields
+        fields=$(python3 -c 'import sys; kv = dict(p.split("=", 1) for p in sys.argv[1].split()[1:]); print(kv["distinct_per_s"], kv["applied"], kv["redeliveries_per_s"], kv["duplicates"])' "$line")
+        webhook_results+=("$engine $BENCH_PAYMENT_CLIENTS $fields")
+        bo_log "$engine: webhooks: $line"
+    fi
+
     stop_server
     if [[ $engine == postgres && $BO_PG_OWNED -eq 0 ]]; then
         bo_pg_drop_databases_like "$BENCH_DB_LIKE"
@@ -368,6 +386,16 @@ payment_table() {
     done
 }
 
+webhook_table() {
+    printf '| engine | clients | distinct events applied/s | applied | redeliveries/s | duplicates |\n'
+    printf '|---|---:|---:|---:|---:|---:|\n'
+    local r
+    for r in "${webhook_results[@]}"; do
+        # shellcheck disable=SC2086 # fields are single words
+        printf '| %s | %s | %s | %s | %s | %s |\n' $r
+    done
+}
+
 mkdir -p bench-results
 report="bench-results/holds-$(date -u +%Y-%m-%d-%H%M%S).md"
 {
@@ -388,6 +416,10 @@ report="bench-results/holds-$(date -u +%Y-%m-%d-%H%M%S).md"
         printf '\n## Payments (scripts/lib/bench_payments.py, Python keep-alive clients)\n\n'
         payment_table
     fi
+    if [[ ${#webhook_results[@]} -gt 0 ]]; then
+        printf '\n## Webhooks (scripts/lib/bench_webhooks.py, signed like Stripe)\n\n'
+        webhook_table
+    fi
 } >"$report"
 
 echo
@@ -395,6 +427,10 @@ table
 if [[ ${#payment_results[@]} -gt 0 ]]; then
     echo
     payment_table
+fi
+if [[ ${#webhook_results[@]} -gt 0 ]]; then
+    echo
+    webhook_table
 fi
 echo
 bo_log "written to $report"
