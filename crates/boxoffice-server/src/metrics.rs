@@ -99,7 +99,7 @@ impl Metrics {
         let webhooks = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "webhook_events",
-            "Webhook deliveries by outcome: received, duplicate, applied, ignored, refunded, deferred, invalid_signature",
+            "Webhook events by outcome: received, duplicate, applied, ignored, refunded, deferred, invalid_signature, reconciled",
             webhooks.clone(),
         );
         Self {
@@ -171,6 +171,15 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts events found by the reconciler that were never delivered.
+    pub fn webhooks_reconciled(&self, count: u64) {
+        self.webhooks
+            .get_or_create(&OutcomeLabels {
+                outcome: "reconciled".to_owned(),
+            })
+            .inc_by(count);
     }
 
     /// The Prometheus text exposition.

@@ -467,3 +467,36 @@ both_engines!(
         );
     }
 );
+
+both_engines!(
+    a_record_older_than_stripe_key_memory_is_looked_up_not_re_driven,
+    |engine| async move {
+        let clock = ManualClock::starting_now();
+        let shop = shop(engine, Some(clock.clone())).await;
+        let hold = shop.hold(1).await;
+        shop.fault("drop_response_after_commit", 3, 0).await;
+        assert_eq!(shop.pay(&hold, "ancient", json!({})).await.status, 502);
+        let created = shop.payment_intents().await;
+        assert_eq!(created.len(), 1);
+        // A day later Stripe may have forgotten the provider key: calling create again could
+        // charge twice, so the completer finds the PaymentIntent by its order instead. (The
+        // double never forgets keys, so this proves the lookup finds and records the right
+        // PaymentIntent; that old records take the lookup path is decided by age in
+        // `BoxOffice::drive_payment`.)
+        clock.advance(Duration::from_secs(24 * 60 * 60));
+        let run = shop
+            .app
+            .post_as(OPERATOR_TOKEN, "/api/v1/admin/jobs/payment-completer/run", json!({}))
+            .await;
+        assert_eq!(run.body["affected"], 1, "{}", run.body);
+        let order_id = created[0]["metadata"]["order_id"].as_str().unwrap();
+        let order = shop.app.get(&format!("/api/v1/orders/{order_id}")).await;
+        assert_eq!(order.body["payment_intent_id"], created[0]["id"]);
+        let replay = shop.pay(&hold, "ancient", json!({})).await;
+        assert_eq!(
+            (replay.status, &replay.body["payment_intent_id"]),
+            (201, &created[0]["id"])
+        );
+        assert_eq!(shop.payment_intents().await.len(), 1);
+    }
+);

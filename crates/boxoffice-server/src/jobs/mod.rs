@@ -32,6 +32,9 @@ pub async fn run_once(job: &str, boxoffice: &BoxOffice, metrics: &Metrics) -> Op
         Ok(run) => {
             let succeeded = run.outcome == JobOutcome::Succeeded;
             metrics.job_run(job, succeeded, run.affected);
+            if job == jobs::WEBHOOK_RECONCILER {
+                metrics.webhooks_reconciled(run.affected);
+            }
             if !succeeded {
                 let error = run.error.as_deref().unwrap_or("failed");
                 telemetry::record_failure(Component::Job(static_name(job)), None, error);
