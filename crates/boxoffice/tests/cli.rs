@@ -300,36 +300,8 @@ async fn fresh_database(postgres: bool, dir: &tempfile::TempDir) -> String {
 async fn a_crash_between_the_provider_and_our_record_charges_once(postgres: bool) {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database(postgres, &dir).await;
-    let mut fake = boxoffice()
-        .args([
-            "fake-stripe",
-            "--listen",
-            "127.0.0.1:0",
-            "--api-key",
-            "sk_test_crash",
-            "--webhook-secret",
-            "whsec_crash",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(fake.stdout.take().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let stripe = line
-        .split("serving ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    let fake = Running {
-        child: fake,
-        base: stripe.clone(),
-        lines: vec![],
-    };
+    let fake = spawn_fake_stripe("sk_test_crash", "whsec_crash", None);
+    let stripe = fake.base.clone();
 
     let token = "bo_admin_crash_test";
     let common = [
@@ -350,56 +322,8 @@ async fn a_crash_between_the_provider_and_our_record_charges_once(postgres: bool
         &[("BOXOFFICE_TEST_CRASH_POINT", "after-payment-intent-created")],
     );
     let client = reqwest::Client::new();
-    let post = |base: &str, path: &str, body: Value| {
-        client
-            .post(format!("{base}{path}"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-    };
-    let org: Value = post(
-        &crashing.base,
-        "/api/v1/organizations",
-        serde_json::json!({ "name": "Crash" }),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let event: Value = post(
-        &crashing.base,
-        "/api/v1/events",
-        serde_json::json!({
-        "organization_id": org["id"], "name": "Night", "starts_at": "2030-01-01T20:00:00Z", "currency": "EUR" }),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let tt: Value = post(
-        &crashing.base,
-        &format!("/api/v1/events/{}/ticket-types", event["id"].as_str().unwrap()),
-        serde_json::json!({ "name": "GA", "price_cents": 4_200, "capacity": 10 }),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let hold: Value = post(
-        &crashing.base,
-        "/api/v1/reservations",
-        serde_json::json!({
-        "event_id": event["id"], "items": [{ "ticket_type_id": tt["id"], "quantity": 1 }] }),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let pay_path = format!("/api/v1/reservations/{}/payment-intent", hold["id"].as_str().unwrap());
+    let (_, hold) = event_and_hold(&client, &crashing.base, token, 1).await;
+    let pay_path = format!("/api/v1/reservations/{hold}/payment-intent");
     let pay = |base: String| {
         let request = client
             .post(format!("{base}{pay_path}"))
@@ -492,37 +416,8 @@ async fn a_crash_while_applying_a_webhook_loses_nothing(postgres: bool) {
     let port = free_port().to_string();
     let server_listen = format!("127.0.0.1:{port}");
     let webhook_url = format!("http://{server_listen}/webhooks/stripe");
-    let mut fake = boxoffice()
-        .args([
-            "fake-stripe",
-            "--listen",
-            "127.0.0.1:0",
-            "--api-key",
-            "sk_test_apply",
-            "--webhook-secret",
-            "whsec_apply",
-        ])
-        .args(["--webhook-url", &webhook_url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(fake.stdout.take().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let stripe = line
-        .split("serving ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    let fake = Running {
-        child: fake,
-        base: stripe.clone(),
-        lines: vec![],
-    };
+    let fake = spawn_fake_stripe("sk_test_apply", "whsec_apply", Some(&webhook_url));
+    let stripe = fake.base.clone();
 
     let token = "bo_admin_apply_test";
     let args = [
@@ -544,54 +439,9 @@ async fn a_crash_while_applying_a_webhook_loses_nothing(postgres: bool) {
     let crashing = start_with(&url, &args, &[("BOXOFFICE_TEST_CRASH_POINT", "during-webhook-apply")]);
     let client = reqwest::Client::new();
     let base = crashing.base.clone();
-    let post = |path: String, body: Value| {
-        client
-            .post(format!("{base}{path}"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-    };
-    let org: Value = post("/api/v1/organizations".into(), serde_json::json!({ "name": "Apply" }))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let event: Value = post(
-        "/api/v1/events".into(),
-        serde_json::json!({
-        "organization_id": org["id"], "name": "Night", "starts_at": "2030-01-01T20:00:00Z", "currency": "EUR" }),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let event_id = event["id"].as_str().unwrap().to_owned();
-    let tt: Value = post(
-        format!("/api/v1/events/{event_id}/ticket-types"),
-        serde_json::json!({ "name": "GA", "price_cents": 4_200, "capacity": 10 }),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let hold: Value = post(
-        "/api/v1/reservations".into(),
-        serde_json::json!({
-        "event_id": event_id, "items": [{ "ticket_type_id": tt["id"], "quantity": 2 }] }),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let (event_id, hold) = event_and_hold(&client, &base, token, 2).await;
     let paid: Value = client
-        .post(format!(
-            "{base}/api/v1/reservations/{}/payment-intent",
-            hold["id"].as_str().unwrap()
-        ))
+        .post(format!("{base}/api/v1/reservations/{hold}/payment-intent"))
         .header("idempotency-key", "apply-key")
         .send()
         .await
@@ -680,4 +530,65 @@ async fn crash_while_applying_a_webhook_sqlite() {
 #[tokio::test]
 async fn crash_while_applying_a_webhook_postgres() {
     a_crash_while_applying_a_webhook_loses_nothing(true).await;
+}
+
+/// The Stripe double on its own, as `boxoffice fake-stripe` on a free port.
+fn spawn_fake_stripe(api_key: &str, webhook_secret: &str, webhook_url: Option<&str>) -> Running {
+    let mut command = boxoffice();
+    command.args([
+        "fake-stripe",
+        "--listen",
+        "127.0.0.1:0",
+        "--api-key",
+        api_key,
+        "--webhook-secret",
+        webhook_secret,
+    ]);
+    if let Some(url) = webhook_url {
+        command.args(["--webhook-url", url]);
+    }
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let base = line
+        .split("serving ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    Running {
+        child,
+        base,
+        lines: vec![line],
+    }
+}
+
+/// An organization, an event with ten 42.00 tickets, and a hold of `quantity` of them,
+/// created as the operator. Returns the event id and the hold id.
+async fn event_and_hold(client: &reqwest::Client, base: &str, token: &str, quantity: i64) -> (String, String) {
+    let post = |path: String, body: Value| {
+        let request = client.post(format!("{base}{path}")).bearer_auth(token).json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let org = post("/api/v1/organizations".into(), serde_json::json!({ "name": "Crash" })).await;
+    let event = post(
+        "/api/v1/events".into(),
+        serde_json::json!({ "organization_id": org["id"], "name": "Night", "starts_at": "2030-01-01T20:00:00Z", "currency": "EUR" }),
+    )
+    .await;
+    let event_id = event["id"].as_str().unwrap().to_owned();
+    let tt = post(
+        format!("/api/v1/events/{event_id}/ticket-types"),
+        serde_json::json!({ "name": "GA", "price_cents": 4_200, "capacity": 10 }),
+    )
+    .await;
+    let hold = post(
+        "/api/v1/reservations".into(),
+        serde_json::json!({ "event_id": event_id, "items": [{ "ticket_type_id": tt["id"], "quantity": quantity }] }),
+    )
+    .await;
+    (event_id, hold["id"].as_str().unwrap().to_owned())
 }
