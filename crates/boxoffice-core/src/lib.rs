@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod errors;
 pub mod events;
 pub mod failures;
 pub mod holds;
