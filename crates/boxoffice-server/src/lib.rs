@@ -2,8 +2,9 @@
 //! assembled around the use cases of `boxoffice-core`.
 //!
 //! Layout: `http/` has one module per resource plus the shared plumbing (errors,
-//! extractors, middleware); `jobs/` the background tasks; `startup` wires a store, the
-//! use cases, the router and the jobs into a running [`startup::Server`].
+//! extractors, middleware); `jobs/` the background tasks; `sentry/` parses Sentry's
+//! ingestion protocol; `startup` wires a store, the use cases, the router and the jobs
+//! into a running [`startup::Server`].
 
 pub mod config;
 pub mod demo;
@@ -11,6 +12,7 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod payments;
+pub mod sentry;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
