@@ -380,6 +380,10 @@ both_engines!(bad_input_gets_a_4xx_and_changes_nothing, |engine| async move {
         .send(raw(huge.to_string().into_bytes(), Some("application/json")))
         .await;
     assert_eq!((too_large.status, too_large.code()), (413, "payload_too_large"));
+    assert_eq!(
+        too_large.headers["connection"], "close",
+        "the unread body makes the connection unusable"
+    );
 
     assert_eq!(app.inventory(&event, tt).await, (0, 0, 10), "nothing was held");
     assert_eq!(app.inventory(&other_event, &other_tts[0]).await, (0, 0, 10));
