@@ -2,9 +2,13 @@
 //! refund, a webhook that will not apply. Today the server logs them; the error store
 //! (SPEC §7) will store, group and alert on them through the same trait.
 
-/// How bad a reported failure is (SPEC §7 severities).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How bad a reported failure is (SPEC §7 severities), least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
+    /// Diagnostic detail.
+    Debug,
+    /// Something noteworthy, not wrong.
+    Info,
     /// Worth a look.
     Warning,
     /// Something went wrong for a customer or an operator.
@@ -17,9 +21,25 @@ impl Severity {
     /// The stored and displayed form.
     pub fn as_str(self) -> &'static str {
         match self {
+            Severity::Debug => "debug",
+            Severity::Info => "info",
             Severity::Warning => "warning",
             Severity::Error => "error",
             Severity::Critical => "critical",
+        }
+    }
+}
+
+impl Severity {
+    /// Parses the API and stored form; Sentry's `fatal` is `critical`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "debug" => Some(Severity::Debug),
+            "info" | "log" => Some(Severity::Info),
+            "warning" => Some(Severity::Warning),
+            "error" => Some(Severity::Error),
+            "critical" | "fatal" => Some(Severity::Critical),
+            _ => None,
         }
     }
 }

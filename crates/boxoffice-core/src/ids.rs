@@ -101,6 +101,10 @@ define_id!(
     OrderId, "ord", "order"
 );
 define_id!(
+    /// A group of occurrences of one error.
+    ErrorGroupId, "grp", "error group"
+);
+define_id!(
     /// A recorded run of a background job.
     JobRunId, "run", "job run"
 );

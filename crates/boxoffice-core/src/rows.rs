@@ -8,8 +8,11 @@
 
 use crate::auth::{StoredApiKey, TokenHash};
 use crate::clock::Timestamp;
+use crate::errors::store::{ErrorGroup, StoredError};
 use crate::events::{Capacity, Event, HoldSeconds, MaxPerOrder, TicketType};
+use crate::failures::Severity;
 use crate::holds::{EmailAddress, Hold, HoldItem, HoldStatus, Quantity};
+use crate::ids::ErrorGroupId;
 use crate::ids::{ApiKeyId, EventId, HoldId, JobRunId, OrderId, OrganizationId, TicketTypeId};
 use crate::jobs::{JobOutcome, JobRun};
 use crate::money::{Cents, Currency};
@@ -219,5 +222,38 @@ pub fn ticket(row: &impl StoredRow) -> Result<Ticket, StoreError> {
         code: row.text("code")?,
         ticket_type_id: TicketTypeId::from_trusted(row.text("ticket_type_id")?),
         status: row.text("status")?,
+    })
+}
+
+/// The columns [`error_group`] reads.
+pub const ERROR_GROUP_COLUMNS: &str = "id, scope, fingerprint, grouping_version, title, severity, component, \
+     event_count, first_seen, last_seen, resolved";
+
+/// Columns: [`ERROR_GROUP_COLUMNS`].
+pub fn error_group(row: &impl StoredRow) -> Result<ErrorGroup, StoreError> {
+    Ok(ErrorGroup {
+        id: ErrorGroupId::from_trusted(row.text("id")?),
+        scope: row.text("scope")?,
+        fingerprint: row.text("fingerprint")?,
+        grouping_version: row.integer("grouping_version")?,
+        title: row.text("title")?,
+        severity: Severity::parse(&row.text("severity")?).ok_or_else(|| corrupt("error severity"))?,
+        component: row.optional_text("component")?,
+        count: row.integer("event_count")?,
+        first_seen: row.timestamp("first_seen")?,
+        last_seen: row.timestamp("last_seen")?,
+        resolved: row.boolean("resolved")?,
+    })
+}
+
+/// Columns: `event_id, severity, message, request_id, payload, received_at`.
+pub fn stored_error(row: &impl StoredRow) -> Result<StoredError, StoreError> {
+    Ok(StoredError {
+        event_id: row.text("event_id")?,
+        severity: Severity::parse(&row.text("severity")?).ok_or_else(|| corrupt("error severity"))?,
+        message: row.text("message")?,
+        request_id: row.optional_text("request_id")?,
+        payload: row.text("payload")?,
+        received_at: row.timestamp("received_at")?,
     })
 }

@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use crate::auth::{self, Caller, MintedApiKey, SecretToken, StoredApiKey, TokenHash};
 use crate::clock::{Clock, Timestamp};
+use crate::errors::grouping::{self, Frame};
+use crate::errors::scrub::{scrub_text, scrub_value};
+use crate::errors::store::{ErrorGroup, ErrorReport, GroupFilter, Recorded, StoredError};
 use crate::events::{Capacity, Event, EventWithTicketTypes, HoldSeconds, MaxPerOrder, TicketType, TicketTypeChanges};
 use crate::failures::{Failure, FailureSink, LogSink, Severity};
 use crate::holds::{Hold, HoldItem, HoldRequest, HoldStatus, ReservationStats};
 use crate::idempotency::IdempotencyKey;
+use crate::ids::ErrorGroupId;
 use crate::ids::{EventId, HoldId, JobRunId, OrderId, OrganizationId, TicketTypeId};
 use crate::jobs::{self, JobOutcome, JobRun};
 use crate::money::{Cents, Currency};
@@ -888,6 +892,127 @@ impl BoxOffice {
     /// The tickets of an order.
     pub async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, Error> {
         Ok(self.store.order_tickets(order_id).await?)
+    }
+}
+
+/// The longest message or stack trace kept; the rest is cut (and says so).
+const MAX_ERROR_TEXT: usize = 16 * 1024;
+
+/// An error as a client reports it (`POST /api/v1/errors`), before scrubbing.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorInput {
+    /// How bad.
+    pub severity: Option<Severity>,
+    /// What happened.
+    pub message: String,
+    /// Where in the code, as text.
+    pub stack_trace: Option<String>,
+    /// Which part of the system (`checkout`, `payments`).
+    pub component: Option<String>,
+    /// Anything else, as JSON.
+    pub context: Option<serde_json::Value>,
+    /// An explicit grouping, as Sentry's `fingerprint`.
+    pub fingerprint: Option<Vec<String>>,
+    /// The request it happened in.
+    pub request_id: Option<String>,
+}
+
+fn cut(text: &str) -> String {
+    if text.len() <= MAX_ERROR_TEXT {
+        return text.to_owned();
+    }
+    let mut end = MAX_ERROR_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [cut]", &text[..end])
+}
+
+impl BoxOffice {
+    // ----- the error store ------------------------------------------------------------
+
+    /// Records an error: scrubbed first, then fingerprinted and counted in its group.
+    /// Returns the stored event id and what recording did (a new group, a regression).
+    pub async fn report_error(&self, caller: &Caller, input: ErrorInput) -> Result<(String, Recorded), Error> {
+        let scope = match caller {
+            Caller::Operator => "server".to_owned(),
+            Caller::Organization { organization_id, .. } => format!("org:{organization_id}"),
+        };
+        let severity = input.severity.unwrap_or(Severity::Error);
+        let message = cut(&scrub_text(input.message.trim()));
+        if message.is_empty() {
+            return Err(Error::Invalid("message must not be empty".into()));
+        }
+        let stack_trace = input.stack_trace.as_deref().map(|trace| cut(&scrub_text(trace)));
+        let component = input.component.as_deref().map(|c| cut(&scrub_text(c.trim())));
+        // The top lines of a stack trace stand in for frames; line numbers are normalized away.
+        let frames: Vec<Frame> = stack_trace
+            .iter()
+            .flat_map(|trace| trace.lines())
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .take(grouping::GROUPING_FRAMES)
+            .map(|line| Frame {
+                function: Some(grouping::normalize_message(line)),
+                ..Frame::default()
+            })
+            .collect();
+        let explicit: Option<Vec<String>> = input
+            .fingerprint
+            .map(|parts| parts.iter().map(|part| scrub_text(part).into_owned()).collect());
+        let fingerprint = grouping::fingerprint(explicit.as_deref(), component.as_deref(), &message, &frames);
+        let mut context = input.context.unwrap_or(serde_json::Value::Null);
+        scrub_value(&mut context);
+        let event_id = crate::webhooks::new_ticket_code().trim_start_matches("tkt_").to_owned();
+        let payload = serde_json::json!({
+            "severity": severity.as_str(),
+            "message": message,
+            "stack_trace": stack_trace,
+            "component": component,
+            "context": context,
+            "fingerprint": explicit,
+        });
+        let report = ErrorReport {
+            event_id: event_id.clone(),
+            scope,
+            fingerprint,
+            title: grouping::title(None, &message),
+            severity,
+            component,
+            message,
+            request_id: input.request_id,
+            payload: payload.to_string(),
+            received_at: self.now(),
+        };
+        let recorded = self.store.record_error(&report).await?;
+        Ok((event_id, recorded))
+    }
+
+    /// Error groups, most recently seen first (operator).
+    pub async fn list_error_groups(
+        &self,
+        caller: &Caller,
+        filter: &GroupFilter,
+        limit: u32,
+    ) -> Result<Vec<ErrorGroup>, Error> {
+        require_operator(caller)?;
+        Ok(self.store.list_error_groups(filter, limit).await?)
+    }
+
+    /// A group with its latest occurrences (operator).
+    pub async fn get_error_group(
+        &self,
+        caller: &Caller,
+        id: &ErrorGroupId,
+    ) -> Result<(ErrorGroup, Vec<StoredError>), Error> {
+        require_operator(caller)?;
+        Ok(self.store.get_error_group(id, 20).await?)
+    }
+
+    /// Marks a group resolved (operator); a new occurrence reopens it.
+    pub async fn resolve_error_group(&self, caller: &Caller, id: &ErrorGroupId) -> Result<ErrorGroup, Error> {
+        require_operator(caller)?;
+        Ok(self.store.resolve_error_group(id, self.now()).await?)
     }
 }
 

@@ -9,8 +9,10 @@ use async_trait::async_trait;
 
 use crate::auth::StoredApiKey;
 use crate::clock::Timestamp;
+use crate::errors::store::{ErrorGroup, ErrorReport, GroupFilter, Recorded, StoredError};
 use crate::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use crate::holds::{Hold, ReservationStats};
+use crate::ids::ErrorGroupId;
 use crate::ids::{ApiKeyId, EventId, HoldId, OrderId, OrganizationId, TicketTypeId};
 use crate::jobs::JobRun;
 use crate::organizations::Organization;
@@ -257,4 +259,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// The tickets of an order.
     async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, StoreError>;
+
+    // ----- the error store (see `crate::errors`) ------------------------------------------
+
+    /// Records a scrubbed, fingerprinted report in its group, in one transaction: a new
+    /// group, or one more occurrence (a resolved group reopens: a regression). A report
+    /// whose event id is already stored changes nothing (`duplicate`).
+    async fn record_error(&self, report: &ErrorReport) -> Result<Recorded, StoreError>;
+
+    /// Groups, most recently seen first.
+    async fn list_error_groups(&self, filter: &GroupFilter, limit: u32) -> Result<Vec<ErrorGroup>, StoreError>;
+
+    /// A group with its latest `events` occurrences, newest first.
+    async fn get_error_group(
+        &self,
+        id: &ErrorGroupId,
+        events: u32,
+    ) -> Result<(ErrorGroup, Vec<StoredError>), StoreError>;
+
+    /// Marks a group resolved; a new occurrence reopens it.
+    async fn resolve_error_group(&self, id: &ErrorGroupId, now: Timestamp) -> Result<ErrorGroup, StoreError>;
 }

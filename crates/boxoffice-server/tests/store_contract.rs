@@ -1104,3 +1104,128 @@ mod webhooks {
         assert!(f.store.order_tickets(&order).await.unwrap().is_empty());
     });
 }
+
+// ----- the error store --------------------------------------------------------------------
+
+mod errors {
+    use boxoffice_core::errors::grouping::{self, Fingerprint};
+    use boxoffice_core::errors::store::{ErrorReport, GroupFilter};
+    use boxoffice_core::failures::Severity;
+    use boxoffice_core::ids::ErrorGroupId;
+
+    use super::*;
+
+    fn report(event_id: &str, fingerprint: &Fingerprint, severity: Severity, at_: Timestamp) -> ErrorReport {
+        ErrorReport {
+            event_id: event_id.into(),
+            scope: "server".into(),
+            fingerprint: fingerprint.clone(),
+            title: "Boom: <n> failures".into(),
+            severity,
+            component: Some("payments".into()),
+            message: "Boom: 3 failures".into(),
+            request_id: Some("req-1".into()),
+            payload: "{\"message\":\"Boom: 3 failures\"}".into(),
+            received_at: at_,
+        }
+    }
+
+    both_engines!(
+        occurrences_count_in_groups_and_regressions_reopen,
+        |engine| async move {
+            let f = fixture(engine, &[]).await;
+            let boom = grouping::fingerprint(None, Some("Boom"), "3 failures", &[]);
+            let other = grouping::fingerprint(None, Some("Other"), "x", &[]);
+            let first = f
+                .store
+                .record_error(&report("e1", &boom, Severity::Warning, T0))
+                .await
+                .unwrap();
+            assert!(first.new_group && !first.regression && !first.duplicate);
+            let second = f
+                .store
+                .record_error(&report("e2", &boom, Severity::Critical, at(5)))
+                .await
+                .unwrap();
+            assert_eq!(
+                (second.group_id.clone(), second.new_group),
+                (first.group_id.clone(), false)
+            );
+            let again = f
+                .store
+                .record_error(&report("e2", &boom, Severity::Critical, at(6)))
+                .await
+                .unwrap();
+            assert!(again.duplicate, "the same event id is stored once");
+            f.store
+                .record_error(&report("e3", &other, Severity::Info, at(7)))
+                .await
+                .unwrap();
+
+            let (group, events) = f.store.get_error_group(&first.group_id, 10).await.unwrap();
+            assert_eq!(
+                (group.count, group.severity, group.first_seen, group.last_seen),
+                (2, Severity::Critical, T0, at(5))
+            );
+            assert_eq!(
+                events.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
+                ["e2", "e1"]
+            );
+            assert_eq!(events[0].request_id.as_deref(), Some("req-1"));
+
+            let all = f.store.list_error_groups(&GroupFilter::default(), 10).await.unwrap();
+            assert_eq!(all.len(), 2);
+            assert_eq!(all[0].last_seen, at(7), "most recently seen first");
+            let critical = GroupFilter {
+                severity: Some(Severity::Critical),
+                resolved: None,
+            };
+            assert_eq!(f.store.list_error_groups(&critical, 10).await.unwrap().len(), 1);
+
+            let resolved = f.store.resolve_error_group(&first.group_id, at(8)).await.unwrap();
+            assert!(resolved.resolved);
+            let only_resolved = GroupFilter {
+                severity: None,
+                resolved: Some(true),
+            };
+            assert_eq!(f.store.list_error_groups(&only_resolved, 10).await.unwrap().len(), 1);
+            let regression = f
+                .store
+                .record_error(&report("e4", &boom, Severity::Error, at(9)))
+                .await
+                .unwrap();
+            assert!(regression.regression, "a new occurrence reopens a resolved group");
+            assert!(!f.store.get_error_group(&first.group_id, 0).await.unwrap().0.resolved);
+            assert!(matches!(
+                f.store.resolve_error_group(&ErrorGroupId::generate(), at(9)).await,
+                Err(StoreError::NotFound(_))
+            ));
+        }
+    );
+
+    both_engines!(concurrent_first_occurrences_make_one_group, |engine| async move {
+        let f = fixture(engine, &[]).await;
+        let fp = grouping::fingerprint(None, Some("Race"), "same", &[]);
+        let reports = (0..40).map(|i| {
+            let (store, fp) = (f.store.clone(), fp.clone());
+            tokio::spawn(async move {
+                store
+                    .record_error(&report(&format!("race-{i}"), &fp, Severity::Error, T0))
+                    .await
+                    .unwrap()
+            })
+        });
+        let recorded: Vec<_> = futures::future::join_all(reports)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(recorded.iter().filter(|r| r.new_group).count(), 1);
+        let groups = f.store.list_error_groups(&GroupFilter::default(), 10).await.unwrap();
+        assert_eq!(
+            (groups.len(), groups[0].count),
+            (1, 40),
+            "every occurrence counted once"
+        );
+    });
+}

@@ -10,6 +10,7 @@
 //! Durability: `synchronous_commit` is forced on for our sessions, whatever the server's
 //! default, so a 2xx answer means the change is on disk.
 
+mod errors;
 mod events;
 mod holds;
 mod jobs;
@@ -23,8 +24,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use boxoffice_core::auth::StoredApiKey;
+use boxoffice_core::errors::store::{ErrorGroup, ErrorReport, GroupFilter, Recorded, StoredError};
 use boxoffice_core::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use boxoffice_core::holds::{Hold, ReservationStats};
+use boxoffice_core::ids::ErrorGroupId;
 use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, OrderId, OrganizationId, TicketTypeId};
 use boxoffice_core::jobs::JobRun;
 use boxoffice_core::organizations::Organization;
@@ -118,6 +121,15 @@ fn is_transient(err: &StoreError) -> bool {
         .and_then(|err| err.as_database_error())
         .and_then(|db| db.code())
         .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+/// Whether an error is a unique-constraint violation.
+fn is_unique_violation(err: &StoreError) -> bool {
+    let StoreError::Other(source) = err else { return false };
+    source
+        .downcast_ref::<sqlx::Error>()
+        .and_then(|err| err.as_database_error())
+        .is_some_and(|db| db.is_unique_violation())
 }
 
 /// Runs a use case, retrying it after deadlocks and serialization failures.
@@ -408,5 +420,54 @@ impl Store for PgStore {
     async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(map_error)?;
         webhooks::tickets(&mut conn, order_id).await
+    }
+
+    async fn record_error(&self, report: &ErrorReport) -> Result<Recorded, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let mut tx = self.pool.begin().await.map_err(map_error)?;
+            if let Some(group_id) = errors::seen(&mut tx, &report.event_id).await? {
+                return Ok(Recorded {
+                    group_id,
+                    new_group: false,
+                    regression: false,
+                    duplicate: true,
+                });
+            }
+            match errors::record(&mut tx, report).await {
+                Ok(recorded) => {
+                    if !recorded.duplicate {
+                        tx.commit().await.map_err(map_error)?;
+                    }
+                    return Ok(recorded);
+                }
+                // Two first occurrences of one new group raced to insert it: again, and
+                // this time the group exists.
+                Err(err) if attempt < TRANSIENT_RETRIES && (is_unique_violation(&err) || is_transient(&err)) => {
+                    attempt += 1
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    async fn list_error_groups(&self, filter: &GroupFilter, limit: u32) -> Result<Vec<ErrorGroup>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        errors::list(&mut conn, filter, limit).await
+    }
+
+    async fn get_error_group(
+        &self,
+        id: &ErrorGroupId,
+        events: u32,
+    ) -> Result<(ErrorGroup, Vec<StoredError>), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        errors::get(&mut conn, id, events).await
+    }
+
+    async fn resolve_error_group(&self, id: &ErrorGroupId, now: Timestamp) -> Result<ErrorGroup, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        errors::resolve(&mut conn, id, now).await?;
+        Ok(self.get_error_group(id, 0).await?.0)
     }
 }

@@ -14,6 +14,7 @@
 //!
 //! Durability: WAL with `synchronous=FULL`, so a committed transaction survives power loss.
 
+mod errors;
 mod events;
 mod holds;
 mod jobs;
@@ -29,8 +30,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use boxoffice_core::auth::StoredApiKey;
+use boxoffice_core::errors::store::{ErrorGroup, ErrorReport, GroupFilter, Recorded, StoredError};
 use boxoffice_core::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use boxoffice_core::holds::{Hold, ReservationStats};
+use boxoffice_core::ids::ErrorGroupId;
 use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, OrderId, OrganizationId, TicketTypeId};
 use boxoffice_core::jobs::JobRun;
 use boxoffice_core::organizations::Organization;
@@ -373,5 +376,43 @@ impl Store for SqliteStore {
     async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(map_error)?;
         webhooks::tickets(&mut conn, order_id).await
+    }
+
+    async fn record_error(&self, report: &ErrorReport) -> Result<Recorded, StoreError> {
+        let mut tx = self.write().await?;
+        if let Some(group_id) = errors::seen(&mut tx, &report.event_id).await? {
+            return Ok(Recorded {
+                group_id,
+                new_group: false,
+                regression: false,
+                duplicate: true,
+            });
+        }
+        let recorded = errors::record(&mut tx, report).await?;
+        if !recorded.duplicate {
+            tx.commit().await?;
+        }
+        Ok(recorded)
+    }
+
+    async fn list_error_groups(&self, filter: &GroupFilter, limit: u32) -> Result<Vec<ErrorGroup>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        errors::list(&mut conn, filter, limit).await
+    }
+
+    async fn get_error_group(
+        &self,
+        id: &ErrorGroupId,
+        events: u32,
+    ) -> Result<(ErrorGroup, Vec<StoredError>), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        errors::get(&mut conn, id, events).await
+    }
+
+    async fn resolve_error_group(&self, id: &ErrorGroupId, now: Timestamp) -> Result<ErrorGroup, StoreError> {
+        let mut tx = self.write().await?;
+        errors::resolve(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(self.get_error_group(id, 0).await?.0)
     }
 }

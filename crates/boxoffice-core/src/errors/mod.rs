@@ -14,6 +14,7 @@
 
 pub mod grouping;
 pub mod scrub;
+pub mod store;
 
 pub use grouping::{Fingerprint, Frame, GROUPING_VERSION, fingerprint, normalize_message, title};
 pub use scrub::{scrub_text, scrub_value};

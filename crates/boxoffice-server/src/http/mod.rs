@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod errors;
 pub mod events;
 pub mod extract;
 pub mod health;
@@ -86,6 +87,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/stats/reservations", get(admin::reservation_stats))
         .route("/api/v1/admin/jobs/runs", get(admin::job_runs))
         .route("/api/v1/admin/webhooks/events", get(webhooks::list_events))
+        .route("/api/v1/errors", post(errors::report))
+        .route("/api/v1/admin/errors", get(errors::list_groups))
+        .route("/api/v1/admin/errors/{group_id}", get(errors::get_group))
+        .route("/api/v1/admin/errors/{group_id}/resolve", post(errors::resolve_group))
         .route("/api/v1/admin/jobs/{job}/run", post(admin::run_job));
 
     let operations = Router::new()
