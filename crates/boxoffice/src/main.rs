@@ -224,6 +224,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(token) = server.generated_operator_token() {
         println!("Operator token (shown once; store it now): {}", token.expose());
     }
+    if let Some(key) = server.fake_stripe_key() {
+        println!("Stripe test double: {base}/_fake-stripe  (API key: {key})");
+    }
     if let Some(event) = server.demo_event() {
         println!("Demo event seeded: {} ({})", event.event.name.as_str(), event.event.id);
         println!("  {base}/api/v1/events/{}", event.event.id);

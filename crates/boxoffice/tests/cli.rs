@@ -166,6 +166,14 @@ async fn the_demo_serves_a_box_office_and_prints_the_operator_token_once() {
         .find(|l| l.starts_with("Operator token"))
         .expect("token printed at first start");
     let token = token_line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        running
+            .lines
+            .iter()
+            .any(|l| l.starts_with("Stripe test double:") && l.contains("sk_test_")),
+        "the double's key is printed so a purchase can be tried by hand: {:?}",
+        running.lines
+    );
     let client = reqwest::Client::new();
     let events = get(&client, &running.base, "/api/v1/events", None).await.1;
     let event = &events["data"][0];
