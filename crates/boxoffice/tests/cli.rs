@@ -226,36 +226,8 @@ async fn get(client: &reqwest::Client, base: &str, path: &str, token: Option<&st
 
 #[tokio::test]
 async fn fake_stripe_runs_alone_and_speaks_to_the_real_client() {
-    let mut child = boxoffice()
-        .args([
-            "fake-stripe",
-            "--listen",
-            "127.0.0.1:0",
-            "--api-key",
-            "sk_test_cli",
-            "--webhook-secret",
-            "whsec_cli",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let base = line
-        .split("serving ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    let running = Running {
-        child,
-        base: base.clone(),
-        lines: vec![line],
-    };
+    let running = spawn_fake_stripe("sk_test_cli", "whsec_cli", None);
+    let base = running.base.clone();
 
     let client =
         boxoffice_stripe::StripeClient::new(boxoffice_stripe::StripeConfig::new(base, "sk_test_cli".into())).unwrap();
