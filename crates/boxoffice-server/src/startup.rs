@@ -17,7 +17,6 @@ use crate::http::middleware::RateLimiter;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::payments::StripeProvider;
-use crate::telemetry::ServerFailureSink;
 use crate::{demo, jobs, store};
 
 /// A server bound to its address, ready to run.
@@ -51,8 +50,9 @@ impl Server {
         let local_addr = listener.local_addr().context("reading the bound address")?;
         let stripe = stripe_setup(&config, local_addr)?;
         let boxoffice = BoxOffice::new(store, clock, settings)
-            .with_payment_provider(Arc::new(StripeProvider::new(stripe.client)))
-            .with_failure_sink(Arc::new(ServerFailureSink));
+            // Failures reported by the use cases go to core's default LogSink until the
+            // error store takes them (SPEC §7).
+            .with_payment_provider(Arc::new(StripeProvider::new(stripe.client)));
         let (operator_token_hash, generated_operator_token) = boxoffice
             .ensure_operator_token(config.admin_token.as_ref())
             .await

@@ -53,19 +53,3 @@ pub fn record_failure(component: Component, request_id: Option<&str>, message: &
         ),
     }
 }
-
-/// The use cases' failure seam, filled by the server: failures are logged at `error` with
-/// their severity and component (and will be stored by the error store).
-#[derive(Debug, Default)]
-pub struct ServerFailureSink;
-
-impl boxoffice_core::failures::FailureSink for ServerFailureSink {
-    fn report(&self, failure: boxoffice_core::failures::Failure) {
-        tracing::error!(
-            severity = failure.severity.as_str(),
-            component = failure.component,
-            error = %failure.message,
-            "failure recorded"
-        );
-    }
-}
