@@ -19,7 +19,9 @@ pub struct InvalidId {
 
 const RANDOM_HEX_LEN: usize = 32;
 
-fn random_hex() -> String {
+/// 128 random bits as 32 lowercase hex digits: the random part of every id, ticket code
+/// and stored error event id.
+pub fn random_hex() -> String {
     let mut bytes = [0u8; RANDOM_HEX_LEN / 2];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)

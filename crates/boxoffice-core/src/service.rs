@@ -963,7 +963,7 @@ impl BoxOffice {
         let fingerprint = grouping::fingerprint(explicit.as_deref(), component.as_deref(), &message, &frames);
         let mut context = input.context.unwrap_or(serde_json::Value::Null);
         scrub_value(&mut context);
-        let event_id = crate::webhooks::new_ticket_code().trim_start_matches("tkt_").to_owned();
+        let event_id = crate::ids::random_hex();
         let payload = serde_json::json!({
             "severity": severity.as_str(),
             "message": message,

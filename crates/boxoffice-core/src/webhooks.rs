@@ -181,10 +181,7 @@ pub struct Ticket {
 
 /// A fresh ticket code: 128 random bits.
 pub fn new_ticket_code() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("tkt_{}", hex::encode(bytes))
+    format!("tkt_{}", crate::ids::random_hex())
 }
 
 #[cfg(test)]
