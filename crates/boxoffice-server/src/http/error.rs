@@ -272,8 +272,3 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         "panic with a non-text payload".to_owned()
     }
 }
-
-/// The chain of an error, for internal details.
-pub fn describe(err: &dyn std::error::Error) -> String {
-    error_chain(err)
-}

@@ -8,7 +8,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody, describe};
+use boxoffice_core::service::error_chain;
+
+use super::error::{ApiError, ErrorBody};
 
 #[derive(Serialize, ToSchema)]
 pub struct HealthResponse {
@@ -31,7 +33,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthResponse
         .store()
         .ping()
         .await
-        .map_err(|err| ApiError::unavailable(describe(&err)))?;
+        .map_err(|err| ApiError::unavailable(error_chain(&err)))?;
     Ok(Json(HealthResponse { status: "ready" }))
 }
 
