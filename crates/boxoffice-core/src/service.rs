@@ -451,7 +451,8 @@ impl BoxOffice {
     }
 
     /// Hold counts by status, now.
-    pub async fn reservation_stats(&self) -> Result<ReservationStats, Error> {
+    pub async fn reservation_stats(&self, caller: &Caller) -> Result<ReservationStats, Error> {
+        require_operator(caller)?;
         Ok(self.store.reservation_stats(self.now()).await?)
     }
 
@@ -503,7 +504,8 @@ impl BoxOffice {
     }
 
     /// The latest runs of a job, newest first.
-    pub async fn list_job_runs(&self, job: &str, limit: u32) -> Result<Vec<JobRun>, Error> {
+    pub async fn list_job_runs(&self, caller: &Caller, job: &str, limit: u32) -> Result<Vec<JobRun>, Error> {
+        require_operator(caller)?;
         Ok(self.store.list_job_runs(job, limit).await?)
     }
 }
@@ -885,7 +887,8 @@ impl BoxOffice {
     }
 
     /// Stored webhook events, newest first.
-    pub async fn list_webhook_events(&self, limit: u32) -> Result<Vec<StoredEvent>, Error> {
+    pub async fn list_webhook_events(&self, caller: &Caller, limit: u32) -> Result<Vec<StoredEvent>, Error> {
+        require_operator(caller)?;
         Ok(self.store.list_webhook_events(limit).await?)
     }
 
@@ -1056,7 +1059,9 @@ fn error_response(status: u16, code: &str, message: &str) -> StoredResponse {
     }
 }
 
-fn require_operator(caller: &Caller) -> Result<(), Error> {
+/// Refuses everyone but the operator. Operator-only use cases call it themselves, so no
+/// caller (HTTP, pages, CLI) can forget it; an organization key learns nothing (404).
+pub fn require_operator(caller: &Caller) -> Result<(), Error> {
     match caller {
         Caller::Operator => Ok(()),
         // An organization key learns nothing about operator-only resources.

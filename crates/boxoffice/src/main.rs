@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use boxoffice_core::auth::SecretToken;
+// The CLI runs on the server with the database's own credentials: it acts as the operator.
+use boxoffice_core::auth::{Caller, SecretToken};
 use boxoffice_core::{BoxOffice, Settings, SystemClock};
 use boxoffice_server::{ServerConfig, startup, store, telemetry};
 use clap::{Args, Parser, Subcommand};
@@ -168,8 +169,13 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::FakeStripe(args)) => fake_stripe(args).await,
         Some(Command::Stats(args)) => {
             let boxoffice = open(&args).await?;
-            let stats = boxoffice.reservation_stats().await.context("reading hold statistics")?;
-            let runs = boxoffice.list_job_runs(boxoffice_core::jobs::EXPIRE_HOLDS, 5).await?;
+            let stats = boxoffice
+                .reservation_stats(&Caller::Operator)
+                .await
+                .context("reading hold statistics")?;
+            let runs = boxoffice
+                .list_job_runs(&Caller::Operator, boxoffice_core::jobs::EXPIRE_HOLDS, 5)
+                .await?;
             let runs: Vec<_> = runs
                 .iter()
                 .map(|run| {

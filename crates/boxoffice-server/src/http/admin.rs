@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use boxoffice_core::auth::Caller;
 use boxoffice_core::jobs::{self, JobRun};
+use boxoffice_core::service;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -13,13 +13,6 @@ use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::extract::{ApiQuery, parse_limit};
-
-pub(crate) fn require_operator(caller: &Caller) -> Result<(), ApiError> {
-    match caller {
-        Caller::Operator => Ok(()),
-        Caller::Organization { .. } => Err(ApiError::not_found("resource")),
-    }
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct ReservationStatsResponse {
@@ -79,8 +72,7 @@ pub async fn reservation_stats(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
 ) -> Result<Json<ReservationStatsResponse>, ApiError> {
-    require_operator(&caller)?;
-    let stats = state.boxoffice.reservation_stats().await?;
+    let stats = state.boxoffice.reservation_stats(&caller).await?;
     Ok(Json(ReservationStatsResponse {
         active: stats.active,
         expired: stats.expired,
@@ -100,7 +92,6 @@ pub async fn job_runs(
     Authenticated(caller): Authenticated,
     ApiQuery(params): ApiQuery<JobRunsParams>,
 ) -> Result<Json<JobRunList>, ApiError> {
-    require_operator(&caller)?;
     let job = params.job.as_deref().unwrap_or(jobs::EXPIRE_HOLDS);
     if !jobs::ALL.contains(&job) {
         return Err(ApiError::bad_request(format!(
@@ -110,7 +101,7 @@ pub async fn job_runs(
     }
     let limit = parse_limit(params.limit)?;
     // One more than asked tells whether more exist.
-    let mut runs = state.boxoffice.list_job_runs(job, limit + 1).await?;
+    let mut runs = state.boxoffice.list_job_runs(&caller, job, limit + 1).await?;
     let has_more = runs.len() > limit as usize;
     runs.truncate(limit as usize);
     Ok(Json(JobRunList {
@@ -129,7 +120,8 @@ pub async fn run_job(
     Authenticated(caller): Authenticated,
     ApiPath(job): ApiPath<String>,
 ) -> Result<Json<JobRunResponse>, ApiError> {
-    require_operator(&caller)?;
+    // The jobs' one-step functions serve the scheduler too, so the check is made here.
+    service::require_operator(&caller)?;
     let run = crate::jobs::run_once(&job, &state.boxoffice, &state.metrics)
         .await
         .ok_or_else(|| ApiError::not_found("job"))??;

@@ -129,9 +129,8 @@ pub async fn list_events(
     Authenticated(caller): Authenticated,
     ApiQuery(params): ApiQuery<WebhookEventsParams>,
 ) -> Result<Json<WebhookEventList>, ApiError> {
-    super::admin::require_operator(&caller)?;
     let limit = parse_limit(params.limit)?;
-    let mut events = state.boxoffice.list_webhook_events(limit + 1).await?;
+    let mut events = state.boxoffice.list_webhook_events(&caller, limit + 1).await?;
     let has_more = events.len() > limit as usize;
     events.truncate(limit as usize);
     Ok(Json(WebhookEventList {
