@@ -16,6 +16,9 @@
 # is installed, else `cargo test --workspace --locked --no-fail-fast`; extra arguments are
 # passed on to it unchanged.
 #
+# It also makes a Python venv with the official Sentry SDK (scripts/lib/python_sdk.sh) and
+# exports its interpreter as BOXOFFICE_TEST_PYTHON for the SDK tests.
+#
 # Environment:
 #   BOXOFFICE_TEST_POSTGRES_URL        use this PostgreSQL admin URL (must allow CREATE DATABASE)
 #   BOXOFFICE_TEST_FORCE_THROWAWAY_PG  =1: ignore the above and 127.0.0.1:5432, always start a
@@ -39,6 +42,8 @@ ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 BO_LOG_PREFIX=test.sh
 # shellcheck source=scripts/lib/postgres.sh
 source "$ROOT/scripts/lib/postgres.sh"
+# shellcheck source=scripts/lib/python_sdk.sh
+source "$ROOT/scripts/lib/python_sdk.sh"
 cd "$ROOT"
 
 _runner_pid=""
@@ -77,6 +82,9 @@ trap 'exit 143' TERM
 
 bo_pg_setup
 export BOXOFFICE_TEST_POSTGRES_URL=$BO_PG_URL
+if [[ ${BOXOFFICE_TEST_DRY_RUN:-0} != 1 ]]; then
+    bo_python_sdk_setup
+fi
 
 if [[ ${BOXOFFICE_TEST_DRY_RUN:-0} == 1 ]]; then
     # shellcheck disable=SC2016 # expanded by the inner bash

@@ -1,6 +1,7 @@
-//! The seam through which use cases report failures that must be seen: the late-payment
-//! refund, a webhook that will not apply. Today the server logs them; the error store
-//! (SPEC §7) will store, group and alert on them through the same trait.
+//! The seam through which failures that must be seen are reported: the late-payment
+//! refund, a webhook that will not apply, a 5xx answer, a panic, a failed job. The server
+//! plugs in its error pipeline, which stores, groups and alerts on them (SPEC §7) and
+//! spools them to disk while the database is down; without one they are only logged.
 
 /// How bad a reported failure is (SPEC §7 severities), least to most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,10 +50,41 @@ impl Severity {
 pub struct Failure {
     /// How bad.
     pub severity: Severity,
-    /// Where (`webhooks`, `payments`, …).
-    pub component: &'static str,
+    /// Where (`webhooks`, `payments`, `http`, `job:expire-holds`, …).
+    pub component: String,
     /// What happened, with the ids an operator needs.
     pub message: String,
+    /// The request it happened in, if any.
+    pub request_id: Option<String>,
+    /// Where in the code, when known (a panic's backtrace).
+    pub backtrace: Option<String>,
+}
+
+impl Failure {
+    /// A failure with no request and no backtrace.
+    pub fn new(severity: Severity, component: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            severity,
+            component: component.into(),
+            message: message.into(),
+            request_id: None,
+            backtrace: None,
+        }
+    }
+
+    /// The same failure, in the request `request_id`.
+    #[must_use]
+    pub fn in_request(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
+        self
+    }
+
+    /// The same failure, with a backtrace.
+    #[must_use]
+    pub fn with_backtrace(mut self, backtrace: impl Into<String>) -> Self {
+        self.backtrace = Some(backtrace.into());
+        self
+    }
 }
 
 /// Where failures go.
@@ -69,7 +101,8 @@ impl FailureSink for LogSink {
     fn report(&self, failure: Failure) {
         tracing::error!(
             severity = failure.severity.as_str(),
-            component = failure.component,
+            component = %failure.component,
+            request_id = failure.request_id.as_deref(),
             error = %failure.message,
             "failure recorded"
         );

@@ -18,6 +18,12 @@ pub const WEBHOOK_WORKER: &str = "webhook-worker";
 /// The job that fetches the provider's recent events and applies any never delivered.
 pub const WEBHOOK_RECONCILER: &str = "webhook-reconciler";
 
+/// The job that delivers queued alerts to the alert webhook.
+pub const ALERT_SENDER: &str = "alert-sender";
+
+/// The job that prunes error occurrences and groups past their retention.
+pub const ERROR_RETENTION: &str = "error-retention";
+
 /// Every job whose runs are recorded.
 pub const ALL: &[&str] = &[
     EXPIRE_HOLDS,
@@ -25,6 +31,8 @@ pub const ALL: &[&str] = &[
     IDEMPOTENCY_REAPER,
     WEBHOOK_WORKER,
     WEBHOOK_RECONCILER,
+    ALERT_SENDER,
+    ERROR_RETENTION,
 ];
 
 /// How a run ended.

@@ -8,7 +8,7 @@
 
 use crate::auth::{StoredApiKey, TokenHash};
 use crate::clock::Timestamp;
-use crate::errors::store::{ErrorGroup, StoredError};
+use crate::errors::store::{AlertKind, ErrorGroup, ErrorProject, PendingAlert, StoredError};
 use crate::events::{Capacity, Event, HoldSeconds, MaxPerOrder, TicketType};
 use crate::failures::Severity;
 use crate::holds::{EmailAddress, Hold, HoldItem, HoldStatus, Quantity};
@@ -246,14 +246,43 @@ pub fn error_group(row: &impl StoredRow) -> Result<ErrorGroup, StoreError> {
     })
 }
 
-/// Columns: `event_id, severity, message, request_id, payload, received_at`.
+/// The columns [`stored_error`] reads.
+pub const STORED_ERROR_COLUMNS: &str =
+    "event_id, severity, message, request_id, release, environment, payload, received_at";
+
+/// Columns: [`STORED_ERROR_COLUMNS`].
 pub fn stored_error(row: &impl StoredRow) -> Result<StoredError, StoreError> {
     Ok(StoredError {
         event_id: row.text("event_id")?,
         severity: Severity::parse(&row.text("severity")?).ok_or_else(|| corrupt("error severity"))?,
         message: row.text("message")?,
         request_id: row.optional_text("request_id")?,
+        release: row.optional_text("release")?,
+        environment: row.optional_text("environment")?,
         payload: row.text("payload")?,
         received_at: row.timestamp("received_at")?,
+    })
+}
+
+/// The columns [`error_project`] reads.
+pub const ERROR_PROJECT_COLUMNS: &str = "project_id, organization_id, public_key";
+
+/// Columns: [`ERROR_PROJECT_COLUMNS`].
+pub fn error_project(row: &impl StoredRow) -> Result<ErrorProject, StoreError> {
+    Ok(ErrorProject {
+        project_id: row.integer("project_id")?,
+        organization_id: OrganizationId::from_trusted(row.text("organization_id")?),
+        public_key: row.text("public_key")?,
+    })
+}
+
+/// Columns: `alert_id, kind, attempts, alert_created_at` and [`ERROR_GROUP_COLUMNS`].
+pub fn pending_alert(row: &impl StoredRow) -> Result<PendingAlert, StoreError> {
+    Ok(PendingAlert {
+        id: row.text("alert_id")?,
+        kind: AlertKind::parse(&row.text("kind")?).ok_or_else(|| corrupt("alert kind"))?,
+        group: error_group(row)?,
+        attempts: row.integer("attempts")?,
+        created_at: row.timestamp("alert_created_at")?,
     })
 }

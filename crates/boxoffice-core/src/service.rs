@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use crate::auth::{self, Caller, MintedApiKey, SecretToken, StoredApiKey, TokenHash};
 use crate::clock::{Clock, Timestamp};
-use crate::errors::grouping::{self, Frame};
-use crate::errors::scrub::{scrub_text, scrub_value};
-use crate::errors::store::{ErrorGroup, ErrorReport, GroupFilter, Recorded, StoredError};
+use crate::errors::alerts::{AlertRetry, AlertSender};
+use crate::errors::store::{AlertPolicy, ErrorProject};
 use crate::events::{Capacity, Event, EventWithTicketTypes, HoldSeconds, MaxPerOrder, TicketType, TicketTypeChanges};
 use crate::failures::{Failure, FailureSink, LogSink, Severity};
+
+mod errors;
 use crate::holds::{Hold, HoldItem, HoldRequest, HoldStatus, ReservationStats};
 use crate::idempotency::IdempotencyKey;
-use crate::ids::ErrorGroupId;
 use crate::ids::{EventId, HoldId, JobRunId, OrderId, OrganizationId, TicketTypeId};
 use crate::jobs::{self, JobOutcome, JobRun};
 use crate::money::{Cents, Currency};
@@ -24,6 +24,7 @@ use crate::payments::{
 };
 use crate::store::{Page, PageRequest, Store, StoreError};
 use crate::webhooks::{ApplyOutcome, IncomingEvent, StoredEvent, Ticket};
+pub use errors::{ErrorInput, prepare_error, prepare_failure};
 
 /// The setting under which the operator token's hash is kept.
 const OPERATOR_TOKEN_SETTING: &str = "operator_token_sha256";
@@ -46,6 +47,14 @@ pub struct Settings {
     pub idempotency_lock: Duration,
     /// How long finished idempotency records are kept (at least 24 hours, SPEC §5).
     pub idempotency_retention: Duration,
+    /// When recording errors queues alerts (on only when an alert webhook is configured).
+    pub alerts: AlertPolicy,
+    /// How long error occurrences are kept.
+    pub error_retention: Duration,
+    /// The newest occurrences kept per error group; older ones are pruned.
+    pub error_events_per_group: u32,
+    /// How failed alert deliveries are retried.
+    pub alert_retry: AlertRetry,
 }
 
 impl Default for Settings {
@@ -56,6 +65,10 @@ impl Default for Settings {
             payment_grace: Duration::from_secs(5 * 60),
             idempotency_lock: Duration::from_secs(120),
             idempotency_retention: Duration::from_secs(48 * 60 * 60),
+            alerts: AlertPolicy::OFF,
+            error_retention: Duration::from_secs(30 * 24 * 60 * 60),
+            error_events_per_group: 1_000,
+            alert_retry: AlertRetry::default(),
         }
     }
 }
@@ -174,6 +187,7 @@ pub struct BoxOffice {
     settings: Settings,
     provider: Option<Arc<dyn PaymentProvider>>,
     failures: Arc<dyn FailureSink>,
+    alerts: Option<Arc<dyn AlertSender>>,
 }
 
 impl BoxOffice {
@@ -185,6 +199,7 @@ impl BoxOffice {
             settings,
             provider: None,
             failures: Arc::new(LogSink),
+            alerts: None,
         }
     }
 
@@ -265,24 +280,37 @@ impl BoxOffice {
 
     // ----- organizations ------------------------------------------------------------
 
-    /// Creates an organization (operator only).
-    pub async fn create_organization(&self, caller: &Caller, name: Name) -> Result<Organization, Error> {
+    /// Creates an organization with its error project (operator only).
+    pub async fn create_organization(
+        &self,
+        caller: &Caller,
+        name: Name,
+    ) -> Result<(Organization, ErrorProject), Error> {
         require_operator(caller)?;
         let organization = Organization {
             id: OrganizationId::generate(),
             name,
             created_at: self.now(),
         };
-        self.store.create_organization(&organization).await?;
-        Ok(organization)
+        let project = self
+            .store
+            .create_organization(&organization, &crate::ids::random_hex())
+            .await?;
+        Ok((organization, project))
     }
 
-    /// Reads an organization the caller may see.
-    pub async fn get_organization(&self, caller: &Caller, id: &OrganizationId) -> Result<Organization, Error> {
+    /// Reads an organization the caller may see, with its error project.
+    pub async fn get_organization(
+        &self,
+        caller: &Caller,
+        id: &OrganizationId,
+    ) -> Result<(Organization, ErrorProject), Error> {
         if !caller.can_access(id) {
             return Err(Error::NotFound("organization"));
         }
-        Ok(self.store.get_organization(id).await?)
+        let organization = self.store.get_organization(id).await?;
+        let project = self.store.get_error_project(id).await?;
+        Ok((organization, project))
     }
 
     /// Mints an API key for an organization (operator only); the key is shown once.
@@ -789,14 +817,14 @@ impl BoxOffice {
         };
         match result {
             Ok(order_id) => {
-                self.failures.report(Failure {
-                    severity: Severity::Error,
-                    component: "webhooks",
-                    message: format!(
+                self.failures.report(Failure::new(
+                    Severity::Error,
+                    "webhooks",
+                    format!(
                         "order {order_id} was paid after its reservation ran out and its tickets were sold \
                          meanwhile; the payment was refunded automatically (event {event_id})"
                     ),
-                });
+                ));
                 WebhookResult::LateRefund { order_id }
             }
             Err(message) => {
@@ -805,11 +833,11 @@ impl BoxOffice {
                     // The event stays pending either way; the worker will find it.
                     tracing::warn!(event_id, error = %error_chain(&err), "could not record a webhook failure");
                 }
-                self.failures.report(Failure {
-                    severity: Severity::Error,
-                    component: "webhooks",
-                    message: format!("applying webhook event {event_id} failed (will retry): {message}"),
-                });
+                self.failures.report(Failure::new(
+                    Severity::Error,
+                    "webhooks",
+                    format!("applying webhook event {event_id} failed (will retry): {message}"),
+                ));
                 WebhookResult::Failed(message)
             }
         }
@@ -895,127 +923,6 @@ impl BoxOffice {
     /// The tickets of an order.
     pub async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, Error> {
         Ok(self.store.order_tickets(order_id).await?)
-    }
-}
-
-/// The longest message or stack trace kept; the rest is cut (and says so).
-const MAX_ERROR_TEXT: usize = 16 * 1024;
-
-/// An error as a client reports it (`POST /api/v1/errors`), before scrubbing.
-#[derive(Debug, Clone, Default)]
-pub struct ErrorInput {
-    /// How bad.
-    pub severity: Option<Severity>,
-    /// What happened.
-    pub message: String,
-    /// Where in the code, as text.
-    pub stack_trace: Option<String>,
-    /// Which part of the system (`checkout`, `payments`).
-    pub component: Option<String>,
-    /// Anything else, as JSON.
-    pub context: Option<serde_json::Value>,
-    /// An explicit grouping, as Sentry's `fingerprint`.
-    pub fingerprint: Option<Vec<String>>,
-    /// The request it happened in.
-    pub request_id: Option<String>,
-}
-
-fn cut(text: &str) -> String {
-    if text.len() <= MAX_ERROR_TEXT {
-        return text.to_owned();
-    }
-    let mut end = MAX_ERROR_TEXT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [cut]", &text[..end])
-}
-
-impl BoxOffice {
-    // ----- the error store ------------------------------------------------------------
-
-    /// Records an error: scrubbed first, then fingerprinted and counted in its group.
-    /// Returns the stored event id and what recording did (a new group, a regression).
-    pub async fn report_error(&self, caller: &Caller, input: ErrorInput) -> Result<(String, Recorded), Error> {
-        let scope = match caller {
-            Caller::Operator => "server".to_owned(),
-            Caller::Organization { organization_id, .. } => format!("org:{organization_id}"),
-        };
-        let severity = input.severity.unwrap_or(Severity::Error);
-        let message = cut(&scrub_text(input.message.trim()));
-        if message.is_empty() {
-            return Err(Error::Invalid("message must not be empty".into()));
-        }
-        let stack_trace = input.stack_trace.as_deref().map(|trace| cut(&scrub_text(trace)));
-        let component = input.component.as_deref().map(|c| cut(&scrub_text(c.trim())));
-        // The top lines of a stack trace stand in for frames; line numbers are normalized away.
-        let frames: Vec<Frame> = stack_trace
-            .iter()
-            .flat_map(|trace| trace.lines())
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .take(grouping::GROUPING_FRAMES)
-            .map(|line| Frame {
-                function: Some(grouping::normalize_message(line)),
-                ..Frame::default()
-            })
-            .collect();
-        let explicit: Option<Vec<String>> = input
-            .fingerprint
-            .map(|parts| parts.iter().map(|part| scrub_text(part).into_owned()).collect());
-        let fingerprint = grouping::fingerprint(explicit.as_deref(), component.as_deref(), &message, &frames);
-        let mut context = input.context.unwrap_or(serde_json::Value::Null);
-        scrub_value(&mut context);
-        let event_id = crate::ids::random_hex();
-        let payload = serde_json::json!({
-            "severity": severity.as_str(),
-            "message": message,
-            "stack_trace": stack_trace,
-            "component": component,
-            "context": context,
-            "fingerprint": explicit,
-        });
-        let report = ErrorReport {
-            event_id: event_id.clone(),
-            scope,
-            fingerprint,
-            title: grouping::title(None, &message),
-            severity,
-            component,
-            message,
-            request_id: input.request_id,
-            payload: payload.to_string(),
-            received_at: self.now(),
-        };
-        let recorded = self.store.record_error(&report).await?;
-        Ok((event_id, recorded))
-    }
-
-    /// Error groups, most recently seen first (operator).
-    pub async fn list_error_groups(
-        &self,
-        caller: &Caller,
-        filter: &GroupFilter,
-        limit: u32,
-    ) -> Result<Vec<ErrorGroup>, Error> {
-        require_operator(caller)?;
-        Ok(self.store.list_error_groups(filter, limit).await?)
-    }
-
-    /// A group with its latest occurrences (operator).
-    pub async fn get_error_group(
-        &self,
-        caller: &Caller,
-        id: &ErrorGroupId,
-    ) -> Result<(ErrorGroup, Vec<StoredError>), Error> {
-        require_operator(caller)?;
-        Ok(self.store.get_error_group(id, 20).await?)
-    }
-
-    /// Marks a group resolved (operator); a new occurrence reopens it.
-    pub async fn resolve_error_group(&self, caller: &Caller, id: &ErrorGroupId) -> Result<ErrorGroup, Error> {
-        require_operator(caller)?;
-        Ok(self.store.resolve_error_group(id, self.now()).await?)
     }
 }
 

@@ -9,7 +9,10 @@ use async_trait::async_trait;
 
 use crate::auth::StoredApiKey;
 use crate::clock::Timestamp;
-use crate::errors::store::{ErrorGroup, ErrorReport, GroupFilter, Recorded, StoredError};
+use crate::errors::store::{
+    AlertDelivery, AlertPolicy, ErrorGroup, ErrorProject, ErrorReport, GroupFilter, PendingAlert, Pruned, Recorded,
+    StoredError,
+};
 use crate::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use crate::holds::{Hold, ReservationStats};
 use crate::ids::ErrorGroupId;
@@ -87,8 +90,13 @@ pub trait Store: Send + Sync + 'static {
     /// instances starting at once agree on one value.
     async fn insert_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError>;
 
-    /// Creates an organization.
-    async fn create_organization(&self, organization: &Organization) -> Result<(), StoreError>;
+    /// Creates an organization together with its error project (SPEC §7; the numeric
+    /// project id is assigned by the database), atomically.
+    async fn create_organization(
+        &self,
+        organization: &Organization,
+        error_public_key: &str,
+    ) -> Result<ErrorProject, StoreError>;
 
     /// Reads an organization.
     async fn get_organization(&self, id: &OrganizationId) -> Result<Organization, StoreError>;
@@ -262,10 +270,38 @@ pub trait Store: Send + Sync + 'static {
 
     // ----- the error store (see `crate::errors`) ------------------------------------------
 
-    /// Records a scrubbed, fingerprinted report in its group, in one transaction: a new
-    /// group, or one more occurrence (a resolved group reopens: a regression). A report
-    /// whose event id is already stored changes nothing (`duplicate`).
-    async fn record_error(&self, report: &ErrorReport) -> Result<Recorded, StoreError>;
+    /// Records scrubbed, fingerprinted reports in their groups, all in one transaction
+    /// (the ingestion pipeline batches concurrent reports into one commit). For each group:
+    /// created if new, counted, `last_seen` advanced, severity raised to the most severe
+    /// occurrence, reopened if resolved (a regression). A report whose event id is stored
+    /// already, or repeated within the batch, changes nothing (`duplicate`). When `policy`
+    /// decides an alert for a group, it is queued in the alert outbox in the same
+    /// transaction and the group's last alert time set, so the cooldown holds across
+    /// instances. Answers one [`Recorded`] per report, in order.
+    ///
+    /// Groups are locked in (scope, fingerprint) order, so concurrent batches on several
+    /// instances cannot deadlock.
+    async fn record_errors(&self, reports: &[ErrorReport], policy: &AlertPolicy) -> Result<Vec<Recorded>, StoreError>;
+
+    /// The error project of an organization.
+    async fn get_error_project(&self, organization_id: &OrganizationId) -> Result<ErrorProject, StoreError>;
+
+    /// The error project with this numeric id, if any.
+    async fn find_error_project(&self, project_id: i64) -> Result<Option<ErrorProject>, StoreError>;
+
+    /// Claims up to `limit` queued alerts due at `now` for delivery: each claimed alert is
+    /// hidden from other claimers until `now + lease_ms` (so two instances never deliver
+    /// one alert at once; a claimer that dies releases it when the lease ends). Oldest
+    /// first.
+    async fn claim_alerts(&self, now: Timestamp, lease_ms: i64, limit: u32) -> Result<Vec<PendingAlert>, StoreError>;
+
+    /// Records how one delivery attempt ended; counts the attempt.
+    async fn finish_alert(&self, alert_id: &str, delivery: &AlertDelivery, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Retention: removes occurrences received before `older_than` and those beyond the
+    /// newest `per_group_cap` of each group; groups left with no occurrence and last seen
+    /// before `older_than`; sent or abandoned alerts created before `older_than`.
+    async fn prune_errors(&self, older_than: Timestamp, per_group_cap: u32) -> Result<Pruned, StoreError>;
 
     /// Groups, most recently seen first.
     async fn list_error_groups(&self, filter: &GroupFilter, limit: u32) -> Result<Vec<ErrorGroup>, StoreError>;

@@ -2,6 +2,7 @@
 //! flags and environment variables into this.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use boxoffice_core::auth::SecretToken;
@@ -41,6 +42,25 @@ pub struct ServerConfig {
     pub webhook_worker_interval: Duration,
     /// How often the reconciler fetches the provider's recent events.
     pub webhook_reconcile_interval: Duration,
+    /// Where alerts are POSTed (Slack-compatible JSON); `None`: no alerts.
+    pub alert_webhook_url: Option<String>,
+    /// How often queued alerts are delivered.
+    pub alert_interval: Duration,
+    /// How failed alert deliveries are retried.
+    pub alert_retry: boxoffice_core::errors::alerts::AlertRetry,
+    /// When set, the server's own errors are also sent to this Sentry DSN.
+    pub sentry_dsn: Option<String>,
+    /// Where error reports wait while the database is down; `None`: beside the SQLite
+    /// file, or `./boxoffice-error-spool` for PostgreSQL.
+    pub error_spool_dir: Option<PathBuf>,
+    /// The most bytes the spool may hold.
+    pub error_spool_max_bytes: u64,
+    /// Sentry envelopes per project per minute; 0 turns the limit off.
+    pub error_rate_limit_per_minute: u32,
+    /// How long error occurrences are kept.
+    pub error_retention: Duration,
+    /// The newest occurrences kept per error group.
+    pub error_events_per_group: u32,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +81,32 @@ impl Default for ServerConfig {
             payment_completer_interval: Duration::from_secs(15),
             webhook_worker_interval: Duration::from_secs(5),
             webhook_reconcile_interval: Duration::from_secs(5 * 60),
+            alert_webhook_url: None,
+            alert_interval: Duration::from_secs(2),
+            alert_retry: boxoffice_core::errors::alerts::AlertRetry::default(),
+            sentry_dsn: None,
+            error_spool_dir: None,
+            error_spool_max_bytes: 256 * 1024 * 1024,
+            error_rate_limit_per_minute: 6_000,
+            error_retention: Duration::from_secs(30 * 24 * 60 * 60),
+            error_events_per_group: 1_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The spool directory: as configured, else beside the SQLite file (so it lives and
+    /// goes with the database), else `boxoffice-error-spool` in the working directory.
+    pub fn spool_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.error_spool_dir {
+            return dir.clone();
+        }
+        match self.database_url.strip_prefix("sqlite://") {
+            Some(path) => {
+                let path = path.split('?').next().unwrap_or(path);
+                PathBuf::from(format!("{path}-error-spool"))
+            }
+            None => PathBuf::from("boxoffice-error-spool"),
         }
     }
 }

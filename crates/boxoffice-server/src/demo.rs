@@ -18,7 +18,7 @@ pub async fn seed(boxoffice: &BoxOffice) -> Result<Option<EventWithTicketTypes>,
     }
     let invalid = |what: &str| service::Error::Invalid(format!("demo data: bad {what}"));
     let operator = Caller::Operator;
-    let org = boxoffice
+    let (org, _project) = boxoffice
         .create_organization(&operator, Name::parse("Demo Productions").map_err(|_| invalid("name"))?)
         .await?;
     let mut event = boxoffice

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod error_store;
 pub mod http;
 pub mod jobs;
 pub mod metrics;

@@ -29,6 +29,16 @@ struct JobLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms to ~8 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 15))
@@ -45,6 +55,12 @@ pub struct Metrics {
     job_runs: Family<JobLabels, Counter>,
     payment_requests: Family<OutcomeLabels, Counter>,
     webhooks: Family<OutcomeLabels, Counter>,
+    errors_received: Family<SourceLabels, Counter>,
+    errors_stored: Counter,
+    errors_spooled: Counter,
+    errors_dropped: Family<ReasonLabels, Counter>,
+    envelope_items_dropped: Family<ReasonLabels, Counter>,
+    alerts: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -102,8 +118,50 @@ impl Metrics {
             "Webhook events by outcome: received, duplicate, applied, ignored, refunded, deferred, invalid_signature, reconciled",
             webhooks.clone(),
         );
+        let errors_received = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "errors_received",
+            "Error events received, by source: api, envelope, server",
+            errors_received.clone(),
+        );
+        let errors_stored = Counter::default();
+        registry.register(
+            "errors_stored",
+            "Error events written to the database (from a request or from the spool)",
+            errors_stored.clone(),
+        );
+        let errors_spooled = Counter::default();
+        registry.register(
+            "errors_spooled",
+            "Error events written to the local spool because the database could not take them",
+            errors_spooled.clone(),
+        );
+        let errors_dropped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "errors_dropped",
+            "Error events refused, by reason: invalid, unauthorized, too_large, rate_limited, spool_full",
+            errors_dropped.clone(),
+        );
+        let envelope_items_dropped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "envelope_items_dropped",
+            "Sentry envelope items accepted and dropped (not events), by item type",
+            envelope_items_dropped.clone(),
+        );
+        let alerts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "alerts",
+            "Alert delivery attempts by outcome: sent, retry, failed",
+            alerts.clone(),
+        );
         Self {
             webhooks,
+            errors_received,
+            errors_stored,
+            errors_spooled,
+            errors_dropped,
+            envelope_items_dropped,
+            alerts,
             registry,
             requests,
             request_seconds,
@@ -178,6 +236,52 @@ impl Metrics {
         self.webhooks
             .get_or_create(&OutcomeLabels {
                 outcome: "reconciled".to_owned(),
+            })
+            .inc_by(count);
+    }
+
+    /// Counts error events received from `source` (`api`, `envelope`, `server`).
+    pub fn errors_received(&self, source: &str, count: u64) {
+        self.errors_received
+            .get_or_create(&SourceLabels {
+                source: source.to_owned(),
+            })
+            .inc_by(count);
+    }
+
+    /// Counts error events written to the database.
+    pub fn errors_stored(&self, count: u64) {
+        self.errors_stored.inc_by(count);
+    }
+
+    /// Counts error events written to the spool.
+    pub fn errors_spooled(&self, count: u64) {
+        self.errors_spooled.inc_by(count);
+    }
+
+    /// Counts error events refused, by reason.
+    pub fn errors_dropped(&self, reason: &str, count: u64) {
+        self.errors_dropped
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc_by(count);
+    }
+
+    /// Counts an envelope item that is not an event (accepted and dropped), by type.
+    pub fn envelope_item_dropped(&self, item_type: &str) {
+        self.envelope_items_dropped
+            .get_or_create(&ReasonLabels {
+                reason: item_type.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an alert delivery attempt by outcome (`sent`, `retry`, `failed`).
+    pub fn alert(&self, outcome: &str, count: u64) {
+        self.alerts
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
             })
             .inc_by(count);
     }

@@ -13,11 +13,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
+use crate::error_store::alerts::SlackWebhook;
+use crate::error_store::forward::SentryForwarder;
+use crate::error_store::{ErrorPipeline, PipelineWriter, Spool};
+use crate::http::envelopes::Ingestion;
 use crate::http::middleware::RateLimiter;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::payments::StripeProvider;
-use crate::{demo, jobs, store};
+use crate::{demo, jobs, store, telemetry};
 
 /// A server bound to its address, ready to run.
 pub struct Server {
@@ -28,6 +32,7 @@ pub struct Server {
     generated_operator_token: Option<SecretToken>,
     demo_event: Option<EventWithTicketTypes>,
     fake_stripe_key: Option<String>,
+    error_writer: PipelineWriter,
 }
 
 impl Server {
@@ -41,18 +46,30 @@ impl Server {
             default_hold: config.hold_duration,
             payment_grace: config.payment_grace,
             idempotency_lock: config.idempotency_lock_timeout,
+            error_retention: config.error_retention,
+            error_events_per_group: config.error_events_per_group,
+            alert_retry: config.alert_retry,
             ..Settings::default()
         };
+        telemetry::install_panic_hook();
+        let metrics = Arc::new(Metrics::new());
+        let spool_dir = config.spool_dir();
+        let spool = Spool::open(&spool_dir, config.error_spool_max_bytes)
+            .with_context(|| format!("opening the error spool {}", spool_dir.display()))?;
+        let forwarder = config.sentry_dsn.as_deref().map(SentryForwarder::new).transpose()?;
+        let (errors, error_writer) = ErrorPipeline::new(Arc::new(spool), metrics.clone(), clock.clone(), forwarder);
         // Bound first: the built-in Stripe double lives at this server's own address.
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
         let stripe = stripe_setup(&config, local_addr)?;
-        let boxoffice = BoxOffice::new(store, clock, settings)
-            // Failures reported by the use cases go to core's default LogSink until the
-            // error store takes them (SPEC §7).
+        let mut boxoffice = BoxOffice::new(store, clock, settings)
+            .with_failure_sink(Arc::new(errors.clone()))
             .with_payment_provider(Arc::new(StripeProvider::new(stripe.client)));
+        if let Some(url) = &config.alert_webhook_url {
+            boxoffice = boxoffice.with_alert_sender(Arc::new(SlackWebhook::new(url.clone(), metrics.clone())?));
+        }
         let (operator_token_hash, generated_operator_token) = boxoffice
             .ensure_operator_token(config.admin_token.as_ref())
             .await
@@ -65,9 +82,12 @@ impl Server {
         let state = AppState {
             boxoffice,
             operator_token_hash,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             rate_limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),
             webhook_secrets: Arc::new(stripe.webhook_secrets),
+            errors,
+            ingestion: Ingestion::new(config.error_rate_limit_per_minute),
+            public_host: Arc::from(reachable(local_addr).to_string()),
         };
         let fake_stripe_key = stripe.fake.is_some().then(|| stripe.secret_key.clone());
         let mut router = http::router(state.clone());
@@ -82,6 +102,7 @@ impl Server {
             generated_operator_token,
             demo_event,
             fake_stripe_key,
+            error_writer,
         })
     }
 
@@ -131,7 +152,14 @@ impl Server {
                 boxoffice_core::jobs::WEBHOOK_RECONCILER,
                 self.config.webhook_reconcile_interval,
             ),
+            (boxoffice_core::jobs::ALERT_SENDER, self.config.alert_interval),
+            (boxoffice_core::jobs::ERROR_RETENTION, jobs::ERROR_RETENTION_INTERVAL),
         ];
+        // The error writer stops after the jobs (their last failures still get stored).
+        let stop_errors = CancellationToken::new();
+        let error_tasks = self
+            .error_writer
+            .spawn(self.state.boxoffice.clone(), stop_errors.clone());
         let tasks: Vec<_> = schedule
             .into_iter()
             .filter(|(_, interval)| !interval.is_zero())
@@ -151,6 +179,13 @@ impl Server {
         for task in tasks {
             let _ = task.await;
         }
+        stop_errors.cancel();
+        for task in error_tasks {
+            let _ = task.await;
+        }
+        let errors = self.state.errors.clone();
+        // The SDK's flush blocks its thread; keep it off the runtime's workers.
+        let _ = tokio::task::spawn_blocking(move || errors.flush_forwarding(std::time::Duration::from_secs(2))).await;
         served.context("serving HTTP")
     }
 }

@@ -1,4 +1,4 @@
-//! Logging, and the seam where server-side failures are recorded.
+//! Logging, and the panic hook that keeps backtraces for the error store.
 //!
 //! Logs are structured (`tracing`), JSON when standard output is not a terminal so log
 //! shippers can parse them, human-readable otherwise. `RUST_LOG` overrides the level.
@@ -26,30 +26,31 @@ pub fn init() {
     }
 }
 
-/// Where a server-side failure came from.
-#[derive(Debug, Clone, Copy)]
-pub enum Component {
-    /// An HTTP request answered 5xx.
-    Http,
-    /// A background job.
-    Job(&'static str),
-    /// The payment provider (an indeterminate answer, a refusal).
-    Payments,
+thread_local! {
+    /// The backtrace of the last panic on this thread, until the panic handler takes it.
+    static PANIC_BACKTRACE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Records a server-side failure: a 5xx, a panic, a job failure.
-///
-/// Today it is logged at `error` with its cause chain; the error store (SPEC §7) will also
-/// persist it from here, so every caller already reports through this one function.
-pub fn record_failure(component: Component, request_id: Option<&str>, message: &str) {
-    match component {
-        Component::Http => tracing::error!(component = "http", request_id, error = message, "request failed"),
-        Component::Job(job) => tracing::error!(component = "job", job, error = message, "job failed"),
-        Component::Payments => tracing::error!(
-            component = "payments",
-            request_id,
-            error = message,
-            "payment provider error"
-        ),
-    }
+/// Installs (once per process) a panic hook that keeps the panic's backtrace for the
+/// request's panic handler, which records it in the error store, then runs the previous
+/// hook (which prints the panic to standard error).
+pub fn install_panic_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let backtrace = std::backtrace::Backtrace::force_capture().to_string();
+            let location = info
+                .location()
+                .map(|at| format!("at {}:{}:{}\n", at.file(), at.line(), at.column()))
+                .unwrap_or_default();
+            PANIC_BACKTRACE.with(|slot| *slot.borrow_mut() = Some(format!("{location}{backtrace}")));
+            previous(info);
+        }));
+    });
+}
+
+/// The backtrace of the last panic on this thread, if the hook kept one.
+pub fn take_panic_backtrace() -> Option<String> {
+    PANIC_BACKTRACE.with(|slot| slot.borrow_mut().take())
 }

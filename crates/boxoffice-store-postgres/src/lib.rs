@@ -24,7 +24,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use boxoffice_core::auth::StoredApiKey;
-use boxoffice_core::errors::store::{ErrorGroup, ErrorReport, GroupFilter, Recorded, StoredError};
+use boxoffice_core::errors::store::{
+    AlertDelivery, AlertPolicy, ErrorGroup, ErrorProject, ErrorReport, GroupFilter, PendingAlert, Pruned, Recorded,
+    StoredError,
+};
 use boxoffice_core::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use boxoffice_core::holds::{Hold, ReservationStats};
 use boxoffice_core::ids::ErrorGroupId;
@@ -149,10 +152,18 @@ macro_rules! retry_transient {
 pub(crate) fn map_error(err: sqlx::Error) -> StoreError {
     let unavailable = match &err {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
-        // Class 08: connection exceptions; 57P0x: the server is shutting down or restarting.
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+        // The server refuses this process's connections, for now: class 08 (connection
+        // exceptions), 57P0x (shutting down, restarting, not accepting yet), 53300 (too
+        // many connections), 3D000 (the database is gone, e.g. being restored), class 28
+        // (credentials being rotated), and 55000, which a new connection gets while the
+        // database does not allow connections (`ALTER DATABASE … ALLOW_CONNECTIONS false`,
+        // maintenance). boxoffice's own statements never raise 55000.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || code.starts_with("57P0")
+                || code.starts_with("28")
+                || matches!(code.as_ref(), "53300" | "3D000" | "55000")
+        }),
         _ => false,
     };
     if unavailable {
@@ -185,8 +196,15 @@ impl Store for PgStore {
         organizations::insert_setting_if_absent(&self.pool, key, value).await
     }
 
-    async fn create_organization(&self, organization: &Organization) -> Result<(), StoreError> {
-        organizations::create(&self.pool, organization).await
+    async fn create_organization(
+        &self,
+        organization: &Organization,
+        error_public_key: &str,
+    ) -> Result<ErrorProject, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
+        let project = organizations::create(&mut tx, organization, error_public_key).await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(project)
     }
 
     async fn get_organization(&self, id: &OrganizationId) -> Result<Organization, StoreError> {
@@ -422,33 +440,47 @@ impl Store for PgStore {
         webhooks::tickets(&mut conn, order_id).await
     }
 
-    async fn record_error(&self, report: &ErrorReport) -> Result<Recorded, StoreError> {
+    async fn record_errors(&self, reports: &[ErrorReport], policy: &AlertPolicy) -> Result<Vec<Recorded>, StoreError> {
         let mut attempt = 0;
         loop {
-            let mut tx = self.pool.begin().await.map_err(map_error)?;
-            if let Some(group_id) = errors::seen(&mut tx, &report.event_id).await? {
-                return Ok(Recorded {
-                    group_id,
-                    new_group: false,
-                    regression: false,
-                    duplicate: true,
-                });
+            let recorded = async {
+                let mut tx = self.pool.begin().await.map_err(map_error)?;
+                let recorded = errors::record(&mut tx, reports, policy).await?;
+                tx.commit().await.map_err(map_error)?;
+                Ok(recorded)
             }
-            match errors::record(&mut tx, report).await {
-                Ok(recorded) => {
-                    if !recorded.duplicate {
-                        tx.commit().await.map_err(map_error)?;
-                    }
-                    return Ok(recorded);
-                }
-                // Two first occurrences of one new group raced to insert it: again, and
-                // this time the group exists.
-                Err(err) if attempt < TRANSIENT_RETRIES && (is_unique_violation(&err) || is_transient(&err)) => {
+            .await;
+            match recorded {
+                // `ON CONFLICT` settles the races of groups and event ids; a unique
+                // violation all the same (say, two alert ids alike) is worth another try too.
+                Err(err) if attempt < TRANSIENT_RETRIES && (is_transient(&err) || is_unique_violation(&err)) => {
                     attempt += 1
                 }
-                Err(err) => return Err(err),
+                other => return other,
             }
         }
+    }
+
+    async fn get_error_project(&self, organization_id: &OrganizationId) -> Result<ErrorProject, StoreError> {
+        organizations::get_error_project(&self.pool, organization_id).await
+    }
+
+    async fn find_error_project(&self, project_id: i64) -> Result<Option<ErrorProject>, StoreError> {
+        organizations::find_error_project(&self.pool, project_id).await
+    }
+
+    async fn claim_alerts(&self, now: Timestamp, lease_ms: i64, limit: u32) -> Result<Vec<PendingAlert>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        errors::claim_alerts(&mut conn, now, lease_ms, limit).await
+    }
+
+    async fn finish_alert(&self, alert_id: &str, delivery: &AlertDelivery, now: Timestamp) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        errors::finish_alert(&mut conn, alert_id, delivery, now).await
+    }
+
+    async fn prune_errors(&self, older_than: Timestamp, per_group_cap: u32) -> Result<Pruned, StoreError> {
+        errors::prune(&self.pool, older_than, per_group_cap).await
     }
 
     async fn list_error_groups(&self, filter: &GroupFilter, limit: u32) -> Result<Vec<ErrorGroup>, StoreError> {

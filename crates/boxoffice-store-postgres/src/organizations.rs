@@ -1,11 +1,12 @@
-//! Settings, organizations and API keys.
+//! Settings, organizations with their error projects, and API keys.
 
 use boxoffice_core::auth::StoredApiKey;
+use boxoffice_core::errors::store::ErrorProject;
 use boxoffice_core::ids::{ApiKeyId, OrganizationId};
 use boxoffice_core::organizations::Organization;
-use boxoffice_core::rows;
+use boxoffice_core::rows::{self, ERROR_PROJECT_COLUMNS};
 use boxoffice_core::{StoreError, Timestamp};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::rows::Columns;
 use crate::{map_error, missing_parent};
@@ -28,15 +29,54 @@ pub(crate) async fn insert_setting_if_absent(pool: &PgPool, key: &str, value: &s
     Ok(result.rows_affected() == 1)
 }
 
-pub(crate) async fn create(pool: &PgPool, organization: &Organization) -> Result<(), StoreError> {
+/// Inserts the organization and its error project (numbered by the database); runs inside
+/// a transaction, so both commit or neither.
+pub(crate) async fn create(
+    conn: &mut PgConnection,
+    organization: &Organization,
+    error_public_key: &str,
+) -> Result<ErrorProject, StoreError> {
     sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
         .bind(organization.id.as_str())
         .bind(organization.name.as_str())
         .bind(organization.created_at.as_millis())
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .map_err(map_error)?;
-    Ok(())
+    let row = sqlx::query(&format!(
+        "INSERT INTO error_projects (organization_id, public_key, created_at) VALUES ($1, $2, $3)
+         RETURNING {ERROR_PROJECT_COLUMNS}"
+    ))
+    .bind(organization.id.as_str())
+    .bind(error_public_key)
+    .bind(organization.created_at.as_millis())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    rows::error_project(&Columns(&row))
+}
+
+pub(crate) async fn get_error_project(pool: &PgPool, id: &OrganizationId) -> Result<ErrorProject, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {ERROR_PROJECT_COLUMNS} FROM error_projects WHERE organization_id = $1"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await
+    .map_err(map_error)?
+    .ok_or(StoreError::NotFound("organization"))?;
+    rows::error_project(&Columns(&row))
+}
+
+pub(crate) async fn find_error_project(pool: &PgPool, project_id: i64) -> Result<Option<ErrorProject>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {ERROR_PROJECT_COLUMNS} FROM error_projects WHERE project_id = $1"
+    ))
+    .bind(project_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(map_error)?;
+    row.map(|row| rows::error_project(&Columns(&row))).transpose()
 }
 
 pub(crate) async fn get(pool: &PgPool, id: &OrganizationId) -> Result<Organization, StoreError> {

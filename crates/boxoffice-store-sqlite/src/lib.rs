@@ -30,7 +30,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use boxoffice_core::auth::StoredApiKey;
-use boxoffice_core::errors::store::{ErrorGroup, ErrorReport, GroupFilter, Recorded, StoredError};
+use boxoffice_core::errors::store::{
+    AlertDelivery, AlertPolicy, ErrorGroup, ErrorProject, ErrorReport, GroupFilter, PendingAlert, Pruned, Recorded,
+    StoredError,
+};
 use boxoffice_core::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use boxoffice_core::holds::{Hold, ReservationStats};
 use boxoffice_core::ids::ErrorGroupId;
@@ -130,6 +133,12 @@ pub(crate) fn map_error(err: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(Box::new(err))
         }
+        // SQLITE_BUSY (5), SQLITE_LOCKED (6), SQLITE_BUSY_SNAPSHOT (517): another process
+        // holds the database past the busy timeout (a backup, a migration by hand). This
+        // process's own writers queue at the write gate and never meet these.
+        sqlx::Error::Database(ref db) if db.code().is_some_and(|code| matches!(code.as_ref(), "5" | "6" | "517")) => {
+            StoreError::Unavailable(Box::new(err))
+        }
         other => StoreError::Other(Box::new(other)),
     }
 }
@@ -157,8 +166,15 @@ impl Store for SqliteStore {
         organizations::insert_setting_if_absent(&self.pool, key, value).await
     }
 
-    async fn create_organization(&self, organization: &Organization) -> Result<(), StoreError> {
-        organizations::create(&self.pool, organization).await
+    async fn create_organization(
+        &self,
+        organization: &Organization,
+        error_public_key: &str,
+    ) -> Result<ErrorProject, StoreError> {
+        let mut tx = self.write().await?;
+        let project = organizations::create(&mut tx, organization, error_public_key).await?;
+        tx.commit().await?;
+        Ok(project)
     }
 
     async fn get_organization(&self, id: &OrganizationId) -> Result<Organization, StoreError> {
@@ -378,21 +394,36 @@ impl Store for SqliteStore {
         webhooks::tickets(&mut conn, order_id).await
     }
 
-    async fn record_error(&self, report: &ErrorReport) -> Result<Recorded, StoreError> {
+    async fn record_errors(&self, reports: &[ErrorReport], policy: &AlertPolicy) -> Result<Vec<Recorded>, StoreError> {
         let mut tx = self.write().await?;
-        if let Some(group_id) = errors::seen(&mut tx, &report.event_id).await? {
-            return Ok(Recorded {
-                group_id,
-                new_group: false,
-                regression: false,
-                duplicate: true,
-            });
-        }
-        let recorded = errors::record(&mut tx, report).await?;
-        if !recorded.duplicate {
-            tx.commit().await?;
-        }
+        let recorded = errors::record(&mut tx, reports, policy).await?;
+        tx.commit().await?;
         Ok(recorded)
+    }
+
+    async fn get_error_project(&self, organization_id: &OrganizationId) -> Result<ErrorProject, StoreError> {
+        organizations::get_error_project(&self.pool, organization_id).await
+    }
+
+    async fn find_error_project(&self, project_id: i64) -> Result<Option<ErrorProject>, StoreError> {
+        organizations::find_error_project(&self.pool, project_id).await
+    }
+
+    async fn claim_alerts(&self, now: Timestamp, lease_ms: i64, limit: u32) -> Result<Vec<PendingAlert>, StoreError> {
+        let mut tx = self.write().await?;
+        let claimed = errors::claim_alerts(&mut tx, now, lease_ms, limit).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn finish_alert(&self, alert_id: &str, delivery: &AlertDelivery, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        errors::finish_alert(&mut tx, alert_id, delivery, now).await?;
+        tx.commit().await
+    }
+
+    async fn prune_errors(&self, older_than: Timestamp, per_group_cap: u32) -> Result<Pruned, StoreError> {
+        errors::prune(self, older_than, per_group_cap).await
     }
 
     async fn list_error_groups(&self, filter: &GroupFilter, limit: u32) -> Result<Vec<ErrorGroup>, StoreError> {

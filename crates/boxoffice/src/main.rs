@@ -22,6 +22,8 @@ struct Cli {
     serve: ServeArgs,
 }
 
+// `serve`'s many flags make its variant large; the enum is built once per process.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API (the default when no subcommand is given).
@@ -32,9 +34,45 @@ enum Command {
     Sweep(DatabaseArgs),
     /// Print hold statistics and the latest sweeper runs.
     Stats(DatabaseArgs),
+    /// List error groups, show one with its latest events, or resolve one.
+    Errors(ErrorsArgs),
     /// Run the built-in Stripe test double on its own (for tests whose Stripe must outlive
     /// a boxoffice process, or to point another system at it).
     FakeStripe(FakeStripeArgs),
+}
+
+#[derive(Args)]
+struct ErrorsArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(subcommand)]
+    action: Option<ErrorsAction>,
+}
+
+#[derive(Subcommand)]
+enum ErrorsAction {
+    /// List groups, most recently seen first (the default).
+    List {
+        /// Only this severity: debug, info, warning, error, critical.
+        #[arg(long)]
+        severity: Option<String>,
+        /// Only resolved (`true`) or open (`false`) groups.
+        #[arg(long)]
+        resolved: Option<bool>,
+        /// At most this many (1–500).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show a group and its latest events.
+    Show {
+        /// The group id (`grp_…`).
+        group_id: String,
+    },
+    /// Mark a group resolved; a new event reopens it.
+    Resolve {
+        /// The group id (`grp_…`).
+        group_id: String,
+    },
 }
 
 #[derive(Args)]
@@ -131,6 +169,32 @@ struct ServeArgs {
     /// arrived as a webhook.
     #[arg(long, env = "BOXOFFICE_WEBHOOK_RECONCILE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     webhook_reconcile_interval: Duration,
+
+    /// Where alerts are POSTed as Slack-compatible JSON (new error groups of severity
+    /// error or worse, regressions, critical events; at most one per group per 10 minutes).
+    #[arg(long, env = "BOXOFFICE_ALERT_WEBHOOK_URL", hide_env_values = true)]
+    alert_webhook_url: Option<String>,
+
+    /// When set, the server's own errors are also sent to this Sentry DSN (scrubbed).
+    #[arg(long, env = "SENTRY_DSN", hide_env_values = true)]
+    sentry_dsn: Option<String>,
+
+    /// Where error reports wait while the database is down [default: beside the SQLite
+    /// file, or ./boxoffice-error-spool with PostgreSQL].
+    #[arg(long, env = "BOXOFFICE_ERROR_SPOOL_DIR")]
+    error_spool_dir: Option<std::path::PathBuf>,
+
+    /// Sentry envelopes accepted per project per minute; 0 turns the limit off.
+    #[arg(long, env = "BOXOFFICE_ERROR_RATE_LIMIT_PER_MINUTE", default_value_t = 6000)]
+    error_rate_limit_per_minute: u32,
+
+    /// How long error events are kept.
+    #[arg(long, env = "BOXOFFICE_ERROR_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    error_retention: Duration,
+
+    /// The newest events kept per error group (older ones are pruned hourly).
+    #[arg(long, env = "BOXOFFICE_ERROR_EVENTS_PER_GROUP", default_value_t = 1000)]
+    error_events_per_group: u32,
 }
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
@@ -167,6 +231,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::FakeStripe(args)) => fake_stripe(args).await,
+        Some(Command::Errors(args)) => errors(args).await,
         Some(Command::Stats(args)) => {
             let boxoffice = open(&args).await?;
             let stats = boxoffice
@@ -199,6 +264,80 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+async fn errors(args: ErrorsArgs) -> anyhow::Result<()> {
+    use boxoffice_core::errors::store::GroupFilter;
+    use boxoffice_core::failures::Severity;
+    use boxoffice_core::ids::ErrorGroupId;
+
+    let boxoffice = open(&args.database).await?;
+    let operator = Caller::Operator;
+    let parse_group = |raw: &str| ErrorGroupId::parse(raw).map_err(|_| anyhow::anyhow!("no error group {raw:?}"));
+    let group_json = |group: &boxoffice_core::errors::store::ErrorGroup| {
+        serde_json::json!({
+            "id": group.id, "title": group.title, "severity": group.severity.as_str(),
+            "component": group.component, "scope": group.scope, "count": group.count,
+            "first_seen": group.first_seen, "last_seen": group.last_seen, "resolved": group.resolved,
+        })
+    };
+    match args.action.unwrap_or(ErrorsAction::List {
+        severity: None,
+        resolved: None,
+        limit: 20,
+    }) {
+        ErrorsAction::List {
+            severity,
+            resolved,
+            limit,
+        } => {
+            let severity = match severity {
+                Some(raw) => Some(Severity::parse(&raw).ok_or_else(|| anyhow::anyhow!("unknown severity {raw:?}"))?),
+                None => None,
+            };
+            let groups = boxoffice
+                .list_error_groups(&operator, &GroupFilter { severity, resolved }, limit.clamp(1, 500))
+                .await?;
+            if groups.is_empty() {
+                println!("no error groups");
+            }
+            for group in &groups {
+                println!(
+                    "{}  {:<8}  {:>6}x  last {}  {}{}",
+                    group.id,
+                    group.severity.as_str(),
+                    group.count,
+                    group.last_seen,
+                    group.title,
+                    if group.resolved { "  [resolved]" } else { "" }
+                );
+            }
+        }
+        ErrorsAction::Show { group_id } => {
+            let (group, events) = boxoffice.get_error_group(&operator, &parse_group(&group_id)?).await?;
+            let events: Vec<_> = events
+                .iter()
+                .map(|event| {
+                    serde_json::json!({
+                        "id": event.event_id, "severity": event.severity.as_str(), "message": event.message,
+                        "request_id": event.request_id, "release": event.release, "environment": event.environment,
+                        "received_at": event.received_at,
+                        "payload": serde_json::from_str::<serde_json::Value>(&event.payload).unwrap_or_default(),
+                    })
+                })
+                .collect();
+            let mut shown = group_json(&group);
+            shown["events"] = serde_json::Value::Array(events);
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+        ErrorsAction::Resolve { group_id } => {
+            let group = boxoffice
+                .resolve_error_group(&operator, &parse_group(&group_id)?)
+                .await?;
+            println!("resolved {}: {}", group.id, group.title);
+        }
+    }
+    Ok(())
+}
+
 async fn open(args: &DatabaseArgs) -> anyhow::Result<BoxOffice> {
     let store = store::connect(&args.database_url)
         .await
@@ -223,6 +362,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         payment_completer_interval: args.payment_completer_interval,
         webhook_worker_interval: args.webhook_worker_interval,
         webhook_reconcile_interval: args.webhook_reconcile_interval,
+        alert_webhook_url: args.alert_webhook_url,
+        sentry_dsn: args.sentry_dsn,
+        error_spool_dir: args.error_spool_dir,
+        error_rate_limit_per_minute: args.error_rate_limit_per_minute,
+        error_retention: args.error_retention,
+        error_events_per_group: args.error_events_per_group,
+        ..ServerConfig::default()
     };
     let server = startup::Server::build(config.clone(), Arc::new(SystemClock)).await?;
     let base = format!("http://{}", server.local_addr());

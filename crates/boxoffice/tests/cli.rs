@@ -572,3 +572,110 @@ async fn event_and_hold(client: &reqwest::Client, base: &str, token: &str, quant
     .await;
     (event_id, hold["id"].as_str().unwrap().to_owned())
 }
+
+/// `boxoffice errors` straight on the database: what a server recorded is listed (open and
+/// resolved, by severity), shown with its events, and resolved.
+#[tokio::test]
+async fn errors_subcommand_lists_shows_and_resolves_error_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("errors.db").display());
+    let token = "bo_admin_errors_cli";
+    let running = start_with(&url, &["--admin-token", token, "--sweep-interval", "0s"], &[]);
+    let client = reqwest::Client::new();
+    for body in [
+        serde_json::json!({ "severity": "error", "message": "Checkout crashed for order 17 (ana@example.org)", "component": "checkout" }),
+        serde_json::json!({ "severity": "error", "message": "Checkout crashed for order 18 (bo@example.com)", "component": "checkout" }),
+        serde_json::json!({ "severity": "warning", "message": "Seat map slow", "component": "seatmap" }),
+    ] {
+        let answer = client
+            .post(format!("{}/api/v1/errors", running.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202, "{body}");
+    }
+    terminate(running);
+
+    let errors = |args: &[&str]| {
+        let mut command = boxoffice();
+        command.args(["errors", "--database-url", &url]).args(args);
+        command
+    };
+    // `list` is the default.
+    let listed = output(&mut errors(&[]));
+    assert_eq!(output(&mut errors(&["list"])), listed);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "two groups:\n{listed}");
+    let checkout = lines
+        .iter()
+        .find(|line| line.contains("Checkout crashed"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(checkout.contains("error") && checkout.contains(" 2x"), "{checkout}");
+    assert!(
+        !listed.contains("example.org") && !listed.contains("example.com"),
+        "scrubbed: {listed}"
+    );
+    let group_id = checkout.split_whitespace().next().unwrap().to_owned();
+    assert!(group_id.starts_with("grp_"), "{checkout}");
+    let warnings = output(&mut errors(&["list", "--severity", "warning"]));
+    assert!(
+        warnings.lines().count() == 1 && warnings.contains("Seat map slow"),
+        "{warnings}"
+    );
+
+    let shown: Value = serde_json::from_str(&output(&mut errors(&["show", &group_id]))).unwrap();
+    assert_eq!(shown["id"], group_id.as_str());
+    assert_eq!(
+        (
+            shown["count"].as_i64(),
+            shown["severity"].as_str(),
+            shown["component"].as_str(),
+            shown["scope"].as_str(),
+            shown["resolved"].as_bool()
+        ),
+        (Some(2), Some("error"), Some("checkout"), Some("server"), Some(false))
+    );
+    let events = shown["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{shown:#}");
+    assert!(events.iter().all(|event| {
+        event["id"].as_str().is_some_and(|id| id.len() == 32)
+            && event["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Checkout crashed"))
+            && event["payload"].is_object()
+    }));
+    assert!(!shown.to_string().contains("example.org"), "{shown:#}");
+
+    let resolved = output(&mut errors(&["resolve", &group_id]));
+    assert!(resolved.contains(&format!("resolved {group_id}")), "{resolved}");
+    let shown: Value = serde_json::from_str(&output(&mut errors(&["show", &group_id]))).unwrap();
+    assert_eq!(shown["resolved"], true);
+    let resolved_list = output(&mut errors(&["list", "--resolved", "true"]));
+    assert!(
+        resolved_list.lines().count() == 1 && resolved_list.contains(&group_id) && resolved_list.contains("[resolved]"),
+        "{resolved_list}"
+    );
+    let open = output(&mut errors(&["list", "--resolved", "false"]));
+    assert!(
+        open.lines().count() == 1 && open.contains("Seat map slow") && !open.contains(&group_id),
+        "{open}"
+    );
+    let none = output(&mut errors(&["list", "--severity", "critical"]));
+    assert_eq!(none.trim(), "no error groups");
+
+    for missing in ["grp_00000000000000000000000000000000", "not-a-group"] {
+        let failed = errors(&["show", missing]).output().unwrap();
+        assert!(!failed.status.success(), "show {missing} must fail");
+        assert!(!String::from_utf8_lossy(&failed.stderr).is_empty());
+    }
+    assert!(!errors(&["resolve", "not-a-group"]).output().unwrap().status.success());
+    assert!(
+        !errors(&["list", "--severity", "loud"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+}

@@ -12,9 +12,12 @@
 //! The input is hostile (anyone holding a public DSN key can send it), so nothing here
 //! panics, recurses without bound or does more than linear work.
 
+pub mod alerts;
 pub mod grouping;
 pub mod scrub;
+pub mod sentry_event;
 pub mod store;
 
 pub use grouping::{Fingerprint, Frame, GROUPING_VERSION, fingerprint, normalize_message, title};
 pub use scrub::{scrub_text, scrub_value};
+pub use sentry_event::prepare_sentry_event;

@@ -78,6 +78,11 @@ impl ApiError {
         )
     }
 
+    /// 401 `unauthorized` with a specific message (the Sentry key, not a bearer token).
+    pub fn unauthorized_with(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
     /// 400 `invalid_signature`: a webhook whose signature does not verify.
     pub fn invalid_signature(detail: impl Into<String>) -> Self {
         Self::new(
@@ -103,6 +108,13 @@ impl ApiError {
             "rate_limited",
             "too many requests from this address; retry later",
         );
+        err.retry_after_seconds = Some(retry_after_seconds);
+        err
+    }
+
+    /// 429 `rate_limited` with a specific message.
+    pub fn rate_limited_with(retry_after_seconds: u64, message: impl Into<String>) -> Self {
+        let mut err = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
         err.retry_after_seconds = Some(retry_after_seconds);
         err
     }
@@ -230,6 +242,12 @@ impl From<StoreError> for ApiError {
             | StoreError::CapacityBelowCommitted { .. } => ApiError::from(service::Error::from(err)),
             StoreError::Other(_) => ApiError::internal(error_chain(&err)),
         }
+    }
+}
+
+impl From<crate::error_store::Refused> for ApiError {
+    fn from(refused: crate::error_store::Refused) -> Self {
+        ApiError::unavailable(refused.to_string())
     }
 }
 

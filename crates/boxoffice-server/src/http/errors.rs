@@ -78,6 +78,8 @@ pub struct ErrorEventResponse {
     pub severity: &'static str,
     pub message: String,
     pub request_id: Option<String>,
+    pub release: Option<String>,
+    pub environment: Option<String>,
     pub received_at: String,
     /// The whole report as stored (scrubbed).
     #[schema(value_type = Object)]
@@ -91,6 +93,8 @@ impl From<StoredError> for ErrorEventResponse {
             severity: event.severity.as_str(),
             message: event.message,
             request_id: event.request_id,
+            release: event.release,
+            environment: event.environment,
             received_at: event.received_at.to_rfc3339(),
             payload: serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null),
         }
@@ -129,7 +133,7 @@ fn parse_group_id(raw: &str) -> Result<ErrorGroupId, ApiError> {
 #[utoipa::path(post, path = "/api/v1/errors", tag = "errors",
     request_body = ReportError,
     security(("bearer" = [])),
-    responses((status = 202, body = ReportedError), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, body = ReportedError), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn report(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -147,7 +151,10 @@ pub async fn report(
         fingerprint: body.fingerprint,
         request_id: request_id.map(|axum::Extension(RequestId(id))| id),
     };
-    let (id, _) = state.boxoffice.report_error(&caller, input).await?;
+    let report = state.boxoffice.prepare_error(&caller, input)?;
+    let id = report.event_id.clone();
+    state.metrics.errors_received("api", 1);
+    state.errors.submit(report).await?;
     Ok((StatusCode::ACCEPTED, Json(ReportedError { id })))
 }
 

@@ -15,7 +15,9 @@ use tracing::Instrument;
 
 use super::AppState;
 use super::error::{ApiError, InternalError};
-use crate::telemetry::{self, Component};
+use boxoffice_core::failures::{Failure, Severity};
+
+use crate::telemetry;
 
 /// The request id header, read from the request when it carries one and always answered.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -71,7 +73,16 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
             .extensions()
             .get::<InternalError>()
             .map_or("no detail recorded", |internal| internal.0.as_str());
-        telemetry::record_failure(Component::Http, Some(&request_id), detail);
+        let mut failure = Failure::new(
+            Severity::Error,
+            "http",
+            format!("{method} {route} answered {}: {detail}", status.as_u16()),
+        )
+        .in_request(request_id.clone());
+        if let Some(PanicBacktrace(backtrace)) = response.extensions_mut().remove::<PanicBacktrace>() {
+            failure = failure.with_backtrace(backtrace);
+        }
+        state.boxoffice.report_failure(failure);
         tracing::warn!(parent: &span, status = status.as_u16(), latency_ms, "request answered");
     } else {
         tracing::info!(parent: &span, status = status.as_u16(), latency_ms, "request answered");
@@ -79,16 +90,27 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     response
 }
 
-/// Answers a panic in a handler with a 500 body; `observe` then records it.
+/// A panic's backtrace, carried from [`panic_response`] to [`observe`], which records it.
+#[derive(Clone)]
+struct PanicBacktrace(String);
+
+/// Answers a panic in a handler with a 500 body, carrying the panic's backtrace (captured
+/// by the hook of [`telemetry::install_panic_hook`]); `observe` then records both.
 pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    ApiError::internal(format!("panic: {}", super::error::panic_message(payload.as_ref()))).into_response()
+    let mut response =
+        ApiError::internal(format!("panic: {}", super::error::panic_message(payload.as_ref()))).into_response();
+    if let Some(backtrace) = telemetry::take_panic_backtrace() {
+        response.extensions_mut().insert(PanicBacktrace(backtrace));
+    }
+    response
 }
 
-/// A token bucket per client address: `per_minute` tokens, refilled continuously, so a
-/// client may burst up to the limit and then proceeds at the limit's rate.
-pub struct RateLimiter {
+/// A token bucket per key (a client address; a Sentry project): `per_minute` tokens,
+/// refilled continuously, so a client may burst up to the limit and then proceeds at the
+/// limit's rate.
+pub struct RateLimiter<K = IpAddr> {
     per_minute: u32,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
 struct Bucket {
@@ -96,10 +118,10 @@ struct Bucket {
     updated: Instant,
 }
 
-/// Above this many tracked addresses, full buckets (idle clients) are forgotten.
+/// Above this many tracked keys, full buckets (idle clients) are forgotten.
 const MAX_TRACKED_ADDRESSES: usize = 100_000;
 
-impl RateLimiter {
+impl<K: std::hash::Hash + Eq> RateLimiter<K> {
     /// A limiter; `per_minute == 0` lets everything through.
     pub fn new(per_minute: u32) -> Self {
         Self {
@@ -108,8 +130,8 @@ impl RateLimiter {
         }
     }
 
-    /// Takes a token for `address`; on refusal, the seconds until one is available.
-    pub fn check(&self, address: IpAddr) -> Result<(), u64> {
+    /// Takes a token for `key`; on refusal, the seconds until one is available.
+    pub fn check(&self, key: K) -> Result<(), u64> {
         if self.per_minute == 0 {
             return Ok(());
         }
@@ -122,7 +144,7 @@ impl RateLimiter {
                 bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * per_second < capacity
             });
         }
-        let bucket = buckets.entry(address).or_insert(Bucket {
+        let bucket = buckets.entry(key).or_insert(Bucket {
             tokens: capacity,
             updated: now,
         });

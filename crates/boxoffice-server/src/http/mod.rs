@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod envelopes;
 pub mod error;
 pub mod errors;
 pub mod events;
@@ -24,6 +25,7 @@ use boxoffice_core::BoxOffice;
 use boxoffice_core::auth::TokenHash;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::error_store::ErrorPipeline;
 use crate::metrics::Metrics;
 use error::ApiError;
 use middleware::RateLimiter;
@@ -45,6 +47,12 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     /// Webhook signing secrets; any one may sign (rotation).
     pub webhook_secrets: Arc<Vec<String>>,
+    /// Where error reports go (batched, spooled while the database is down).
+    pub errors: ErrorPipeline,
+    /// Sentry envelope ingestion: the project cache and per-project limits.
+    pub ingestion: Arc<envelopes::Ingestion>,
+    /// The address this server is reached at when a request does not say (DSNs).
+    pub public_host: Arc<str>,
 }
 
 /// The whole HTTP API.
@@ -93,6 +101,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/errors/{group_id}/resolve", post(errors::resolve_group))
         .route("/api/v1/admin/jobs/{job}/run", post(admin::run_job));
 
+    // Sentry ingestion: open to browsers on any origin, limited per project (not per
+    // address: many browsers share a project), with a body limit of its own.
+    let ingestion = Router::new()
+        // OPTIONS is routed explicitly so the CORS layer answers preflights: the router's
+        // method-not-allowed fallback (set below) would otherwise answer them 405.
+        .route(
+            "/api/{project_id}/envelope/",
+            post(envelopes::ingest).options(|| async { axum::http::StatusCode::NO_CONTENT }),
+        )
+        .layer(DefaultBodyLimit::max(envelopes::MAX_ENVELOPE_BODY_BYTES))
+        .layer(envelopes::cors());
+
     let operations = Router::new()
         // Not rate-limited: Stripe delivers in bursts, and the signature is the gate.
         .route("/webhooks/stripe", post(webhooks::receive_stripe))
@@ -105,10 +125,39 @@ pub fn router(state: AppState) -> Router {
         .merge(public)
         .merge(authenticated)
         .merge(operations)
+        .merge(ingestion)
         .fallback(|| async { ApiError::not_found("route").into_response() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(faults::inject))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
         .with_state(state)
+}
+
+/// Fault injection for tests of what boxoffice does when a handler panics (a bug we have
+/// not written yet). Off unless a test turns it on; one relaxed atomic load per request.
+pub mod faults {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use axum::extract::Request;
+    use axum::middleware::Next;
+    use axum::response::Response;
+
+    static PANIC_NEXT_REQUEST: AtomicBool = AtomicBool::new(false);
+
+    /// The next request to any route panics inside its handler stack, as a bug would.
+    pub fn panic_next_request() {
+        PANIC_NEXT_REQUEST.store(true, Ordering::SeqCst);
+    }
+
+    pub(super) async fn inject(request: Request, next: Next) -> Response {
+        if PANIC_NEXT_REQUEST.load(Ordering::Relaxed) && PANIC_NEXT_REQUEST.swap(false, Ordering::SeqCst) {
+            panic!(
+                "injected fault: a handler panicked while serving {}",
+                request.uri().path()
+            );
+        }
+        next.run(request).await
+    }
 }

@@ -2,7 +2,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::HOST;
+use axum::http::{HeaderMap, StatusCode};
+use boxoffice_core::errors::store::ErrorProject;
 use boxoffice_core::ids::OrganizationId;
 use boxoffice_core::organizations::{Name, Organization};
 use serde::{Deserialize, Serialize};
@@ -12,6 +14,7 @@ use super::AppState;
 use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
+use crate::sentry::dsn;
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateOrganization {
@@ -23,20 +26,35 @@ pub struct CreateOrganization {
 pub struct OrganizationResponse {
     pub id: String,
     pub name: String,
-    /// The Sentry-compatible DSN for reporting errors to boxoffice (arrives with the error store).
-    pub error_dsn: Option<String>,
+    /// The Sentry-compatible DSN (`http://<public_key>@<host>/<project_id>`): give it to a
+    /// Sentry SDK and its errors are stored here, under this organization.
+    pub error_dsn: String,
     pub created_at: String,
 }
 
-impl From<Organization> for OrganizationResponse {
-    fn from(org: Organization) -> Self {
+impl OrganizationResponse {
+    fn new(org: Organization, project: &ErrorProject, host: &str) -> Self {
         Self {
             id: org.id.to_string(),
             name: org.name.as_str().to_owned(),
-            error_dsn: None,
+            error_dsn: dsn(
+                &project.public_key,
+                host,
+                u64::try_from(project.project_id).unwrap_or_default(),
+            ),
             created_at: org.created_at.to_rfc3339(),
         }
     }
+}
+
+/// The host the client reached us by (so the DSN works from where it asked), else the
+/// address the server listens on.
+fn request_host(headers: &HeaderMap, state: &AppState) -> String {
+    headers
+        .get(HOST)
+        .and_then(|value| value.to_str().ok())
+        .filter(|host| !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'@'))
+        .map_or_else(|| state.public_host.to_string(), str::to_owned)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -62,11 +80,16 @@ fn parse_organization_id(raw: &str) -> Result<OrganizationId, ApiError> {
 pub async fn create(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<CreateOrganization>,
 ) -> Result<(StatusCode, Json<OrganizationResponse>), ApiError> {
     let name = Name::parse(&body.name).map_err(|err| ApiError::unprocessable(format!("name: {err}")))?;
-    let org = state.boxoffice.create_organization(&caller, name).await?;
-    Ok((StatusCode::CREATED, Json(org.into())))
+    let (org, project) = state.boxoffice.create_organization(&caller, name).await?;
+    let host = request_host(&headers, &state);
+    Ok((
+        StatusCode::CREATED,
+        Json(OrganizationResponse::new(org, &project, &host)),
+    ))
 }
 
 /// Read an organization (the operator, or the organization's own key).
@@ -77,10 +100,13 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    headers: HeaderMap,
     ApiPath(org_id): ApiPath<String>,
 ) -> Result<Json<OrganizationResponse>, ApiError> {
     let id = parse_organization_id(&org_id)?;
-    Ok(Json(state.boxoffice.get_organization(&caller, &id).await?.into()))
+    let (org, project) = state.boxoffice.get_organization(&caller, &id).await?;
+    let host = request_host(&headers, &state);
+    Ok(Json(OrganizationResponse::new(org, &project, &host)))
 }
 
 /// Create an API key for an organization (operator only). The key is shown once.

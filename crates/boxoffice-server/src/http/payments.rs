@@ -14,6 +14,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use boxoffice_core::auth::SecretToken;
+use boxoffice_core::failures::{Failure, Severity};
 use boxoffice_core::idempotency::{self, IdempotencyKey};
 use boxoffice_core::ids::{HoldId, OrderId};
 use boxoffice_core::payments::Order;
@@ -26,7 +27,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
-use crate::telemetry::{self, Component};
+use super::middleware::RequestId;
 
 /// The replay marker header.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
@@ -122,6 +123,7 @@ fn fingerprint(path: &str, body: &Bytes) -> Result<String, ApiError> {
     ))]
 pub async fn create_payment_intent(
     State(state): State<AppState>,
+    request_id: Option<axum::Extension<RequestId>>,
     headers: HeaderMap,
     ApiPath(reservation_id): ApiPath<String>,
     body: Bytes,
@@ -164,7 +166,15 @@ pub async fn create_payment_intent(
                 service::Error::KeyInUse { .. } => "in_use",
                 service::Error::KeyReused => "key_reused",
                 service::Error::ProviderUnavailable(message) => {
-                    telemetry::record_failure(Component::Payments, None, message);
+                    let mut failure = Failure::new(
+                        Severity::Error,
+                        "payments",
+                        format!("the payment provider failed: {message}"),
+                    );
+                    if let Some(axum::Extension(RequestId(id))) = &request_id {
+                        failure = failure.in_request(id.clone());
+                    }
+                    state.boxoffice.report_failure(failure);
                     "provider_unavailable"
                 }
                 _ => "rejected",

@@ -7,16 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use boxoffice_core::BoxOffice;
+use boxoffice_core::failures::{Failure, Severity};
 use boxoffice_core::jobs::{self, JobOutcome, JobRun};
 use boxoffice_core::service::{self, error_chain};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::telemetry::{self, Component};
 
 /// How often the idempotency reaper runs.
 pub const REAPER_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// How often the error retention job runs.
+pub const ERROR_RETENTION_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 /// Runs one step of `job`, counts it and records a failure. `None` for an unknown job.
 pub async fn run_once(job: &str, boxoffice: &BoxOffice, metrics: &Metrics) -> Option<Result<JobRun, service::Error>> {
@@ -26,6 +29,8 @@ pub async fn run_once(job: &str, boxoffice: &BoxOffice, metrics: &Metrics) -> Op
         jobs::IDEMPOTENCY_REAPER => boxoffice.reap_idempotency_records().await,
         jobs::WEBHOOK_WORKER => boxoffice.apply_due_webhooks().await,
         jobs::WEBHOOK_RECONCILER => boxoffice.reconcile_webhooks().await,
+        jobs::ALERT_SENDER => boxoffice.deliver_alerts().await,
+        jobs::ERROR_RETENTION => boxoffice.prune_errors().await.map(|(run, _)| run),
         _ => return None,
     };
     match &result {
@@ -37,25 +42,27 @@ pub async fn run_once(job: &str, boxoffice: &BoxOffice, metrics: &Metrics) -> Op
             }
             if !succeeded {
                 let error = run.error.as_deref().unwrap_or("failed");
-                telemetry::record_failure(Component::Job(static_name(job)), None, error);
+                boxoffice.report_failure(job_failure(job, error));
             } else if run.affected > 0 {
                 tracing::info!(job, affected = run.affected, "job run");
             }
         }
         Err(err) => {
             metrics.job_run(job, false, 0);
-            telemetry::record_failure(Component::Job(static_name(job)), None, &error_chain(err));
+            boxoffice.report_failure(job_failure(job, &error_chain(err)));
         }
     }
     Some(result)
 }
 
-fn static_name(job: &str) -> &'static str {
-    jobs::ALL
-        .iter()
-        .copied()
-        .find(|known| *known == job)
-        .unwrap_or("unknown")
+/// A failed job run, for the error store: the component names the job, so each job's
+/// failures group apart.
+fn job_failure(job: &str, error: &str) -> Failure {
+    Failure::new(
+        Severity::Error,
+        format!("job:{job}"),
+        format!("job {job} failed: {error}"),
+    )
 }
 
 /// Runs `job` now and then every `interval` until `stop` is cancelled. A step in progress

@@ -91,6 +91,19 @@ pub struct AppOptions {
     pub webhook_secrets: Vec<String>,
     pub idempotency_lock_timeout: Duration,
     pub payment_grace: Duration,
+    /// Where alerts go; `None`: no alerts.
+    pub alert_webhook_url: Option<String>,
+    pub alert_retry: boxoffice_core::errors::alerts::AlertRetry,
+    /// How often queued alerts are delivered (`ZERO`: tests run the job themselves).
+    pub alert_interval: Duration,
+    /// The error spool; `None`: a fresh temporary directory.
+    pub error_spool_dir: Option<std::path::PathBuf>,
+    pub error_rate_limit_per_minute: u32,
+    pub sentry_dsn: Option<String>,
+    /// How long error events are kept (the `error-retention` job).
+    pub error_retention: Duration,
+    /// The newest events kept per error group.
+    pub error_events_per_group: u32,
 }
 
 impl Default for AppOptions {
@@ -106,6 +119,14 @@ impl Default for AppOptions {
             webhook_secrets: Vec::new(),
             idempotency_lock_timeout: Duration::from_secs(120),
             payment_grace: Duration::from_secs(300),
+            alert_webhook_url: None,
+            alert_retry: boxoffice_core::errors::alerts::AlertRetry::default(),
+            alert_interval: Duration::ZERO,
+            error_spool_dir: None,
+            error_rate_limit_per_minute: 0,
+            sentry_dsn: None,
+            error_retention: ServerConfig::default().error_retention,
+            error_events_per_group: ServerConfig::default().error_events_per_group,
         }
     }
 }
@@ -116,11 +137,21 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: Option<ManualClock>,
     pub store: Arc<dyn Store>,
+    /// The error spool directory.
+    pub spool_dir: std::path::PathBuf,
+    _spool: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 pub async fn spawn_app(database: &TestDatabase, options: AppOptions) -> TestApp {
+    let (spool_dir, spool_tempdir) = match &options.error_spool_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let dir = tempfile::tempdir().unwrap();
+            (dir.path().join("spool"), Some(dir))
+        }
+    };
     let config = ServerConfig {
         database_url: database.url.clone(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -136,6 +167,14 @@ pub async fn spawn_app(database: &TestDatabase, options: AppOptions) -> TestApp 
         payment_completer_interval: Duration::ZERO,
         webhook_worker_interval: Duration::ZERO,
         webhook_reconcile_interval: Duration::ZERO,
+        alert_webhook_url: options.alert_webhook_url.clone(),
+        alert_retry: options.alert_retry,
+        alert_interval: options.alert_interval,
+        error_spool_dir: Some(spool_dir.clone()),
+        error_rate_limit_per_minute: options.error_rate_limit_per_minute,
+        sentry_dsn: options.sentry_dsn.clone(),
+        error_retention: options.error_retention,
+        error_events_per_group: options.error_events_per_group,
         ..ServerConfig::default()
     };
     let clock: Arc<dyn Clock> = match &options.clock {
@@ -155,6 +194,8 @@ pub async fn spawn_app(database: &TestDatabase, options: AppOptions) -> TestApp 
         client,
         clock: options.clock,
         store,
+        spool_dir,
+        _spool: spool_tempdir,
         shutdown: Some(tx),
         task: Some(task),
     }
