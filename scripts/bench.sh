@@ -27,12 +27,16 @@
 #   BENCH_WARMUP_SECONDS  unrecorded warm-up per engine (own ticket type), default 2; 0 = none
 #   BENCH_ENGINES         default "sqlite postgres"
 #   BENCH_BIN             use this boxoffice binary instead of building one
-#   BENCH_SUITES          default "holds payments webhooks"; payments = replay latency
+#   BENCH_SUITES          default "holds payments webhooks errors"; payments = replay latency
 #                         relative to GET of the order, and PaymentIntent creations per
 #                         second against the in-process Stripe double
 #                         (scripts/lib/bench_payments.py); webhooks = signed deliveries
 #                         applied per second, distinct and repeated (bench_webhooks.py)
+#                         errors = Sentry envelopes stored and grouped per second
+#                         (wrk, a distinct event per request, BENCH_ERROR_CLIENTS senders;
+#                         afterwards the stored count is compared with the 200 answers)
 #   BENCH_PAYMENT_CLIENTS clients for the payments suite, default 8
+#   BENCH_ERROR_CLIENTS   concurrent senders for the errors suite, default 8
 #   BOXOFFICE_TEST_POSTGRES_URL, BOXOFFICE_TEST_FORCE_THROWAWAY_PG  as for scripts/test.sh
 #
 # Columns: holds/s = 201 answers per second of measured time; any other answer (non-2xx,
@@ -52,7 +56,10 @@ BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_WARMUP_SECONDS=${BENCH_WARMUP_SECONDS:-2}
 BENCH_ENGINES=${BENCH_ENGINES:-"sqlite postgres"}
 BENCH_BIN=${BENCH_BIN:-}
-BENCH_SUITES=${BENCH_SUITES:-"holds payments webhooks"}
+BENCH_SUITES=${BENCH_SUITES:-"holds payments webhooks errors"}
+BENCH_ERROR_CLIENTS=${BENCH_ERROR_CLIENTS:-8}
+[[ $BENCH_ERROR_CLIENTS =~ ^[0-9]+$ && $BENCH_ERROR_CLIENTS -ge 1 && $BENCH_ERROR_CLIENTS -le 256 ]] ||
+    bo_die "BENCH_ERROR_CLIENTS must be 1..256, got '$BENCH_ERROR_CLIENTS'"
 WEBHOOK_SECRET=whsec_bench_secret
 BENCH_PAYMENT_CLIENTS=${BENCH_PAYMENT_CLIENTS:-8}
 [[ $BENCH_PAYMENT_CLIENTS =~ ^[0-9]+$ && $BENCH_PAYMENT_CLIENTS -ge 1 && $BENCH_PAYMENT_CLIENTS -le 64 ]] ||
@@ -165,7 +172,7 @@ start_server() {
         # stays out of the work tree. In a session of its own (setsid), so a Ctrl-C
         # reaches only this script, which then stops the server with TERM.
         (cd "$WORK" && exec $setsid "$BENCH_BIN" serve --database-url "$url" --listen "127.0.0.1:$port" \
-            --admin-token "$TOKEN" --rate-limit-per-minute 0 --hold-duration 15m \
+            --admin-token "$TOKEN" --rate-limit-per-minute 0 --error-rate-limit-per-minute 0 --hold-duration 15m \
             --sweep-interval 30s --stripe-webhook-secret "$WEBHOOK_SECRET") >>"$log" 2>&1 </dev/null &
         server_pid=$!
         for i in $(seq 1 240); do # at most ~60 s (migrations run at start)
@@ -280,10 +287,97 @@ PY
     ) || bo_die "$engine: cannot parse wrk's result: $line"
 }
 
+# run_errors ENGINE CLIENTS SECONDS ORG_ID — Sentry envelopes with wrk, each with its own
+# event id, shaped like the Python SDK's (exception, in-app frames with variables,
+# breadcrumbs, request, user: ~2.5 KB); five error types whose messages carry varying ids,
+# so grouping does real work. Sets ERROR_FIELDS="ok non200 socket_errors stored lost
+# stored_per_s p50_ms p99_ms groups".
+ERROR_FIELDS=""
+run_errors() {
+    local engine=$1 clients=$2 seconds=$3 org=$4
+    local threads=$((clients < threads_max ? clients : threads_max))
+    local lua="$WORK/errors-$engine.lua" out="$WORK/wrk-errors-$engine.txt"
+    local dsn project key
+    dsn=$(curl -sS --max-time 10 -H "authorization: Bearer $TOKEN" "$base/api/v1/organizations/$(json_path_segment "$org")" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["error_dsn"])') || bo_die "$engine: no error_dsn"
+    project=${dsn##*/}
+    key=${dsn#*://}
+    key=${key%%@*}
+    cat >"$lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-sentry-envelope"
+wrk.headers["X-Sentry-Auth"] = "Sentry sentry_version=7, sentry_client=sentry.python/2.0.0, sentry_key=$key"
+local types = {"ValueError", "KeyError", "TimeoutError", "PaymentDeclined", "SeatMapError"}
+local threads = {}
+local next_id = 0
+function setup(thread)
+  next_id = next_id + 1
+  thread:set("tid", next_id)
+  table.insert(threads, thread)
+end
+function init(args) ok = 0; bad = 0; n = 0; math.randomseed(os.time() + tid) end
+function request()
+  n = n + 1
+  local id = string.format("%08x%08x%08x%08x", tid, n, math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
+  local t = types[(n % #types) + 1]
+  local event = string.format([==[{"event_id":"%s","level":"error","platform":"python","release":"bench@1.0","environment":"bench","exception":{"values":[{"type":"%s","value":"order %d failed for customer %d at seat %d (request %s)","stacktrace":{"frames":[{"filename":"app/views.py","function":"checkout","lineno":%d,"in_app":true,"vars":{"order_id":%d,"email":"buyer%d@example.org","card":"4242424242424242"}},{"filename":"app/payments.py","function":"charge","lineno":88,"in_app":true,"context_line":"    raise %s(message)","pre_context":["def charge(order):","    client = stripe()"],"post_context":[""]}]}}]},"breadcrumbs":{"values":[{"category":"http","message":"POST /api/v1/reservations 201","level":"info","timestamp":1700000000.0},{"category":"query","message":"SELECT * FROM holds WHERE id = %d","level":"info","timestamp":1700000001.0}]},"request":{"url":"https://shop.example.org/checkout?session=abc%d","method":"POST","headers":{"User-Agent":"Mozilla/5.0","Authorization":"Bearer sk_live_%024x","Cookie":"session=s%d"}},"user":{"id":"%d","email":"buyer%d@example.org","ip_address":"{{auto}}"},"tags":{"component":"checkout"},"contexts":{"runtime":{"name":"CPython","version":"3.11.7"},"os":{"name":"Linux"}},"sdk":{"name":"sentry.python","version":"2.0.0"}}]==],
+    id, t, n, n * 7, n % 500, id, 10 + (n % 90), n, n, t, n, n, n, n, n, n)
+  local body = string.format('{"event_id":"%s","sent_at":"2026-01-01T00:00:00.000000Z","sdk":{"name":"sentry.python","version":"2.0.0"}}\n{"type":"event","content_type":"application/json","length":%d}\n%s\n', id, #event, event)
+  return wrk.format(nil, nil, nil, body)
+end
+function response(status, headers, body)
+  if status == 200 then ok = ok + 1 else bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local o, b = 0, 0
+  for _, t in ipairs(threads) do o = o + t:get("ok"); b = b + t:get("bad") end
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH_ERRORS ok=%d non200=%d duration_us=%d p50_us=%d p99_us=%d socket_errors=%d\n",
+    o, b, summary.duration, latency:percentile(50.0), latency:percentile(99.0),
+    e.connect + e.read + e.write + e.timeout))
+end
+LUA
+    timeout --kill-after=10 "$((seconds + 30))" \
+        wrk -t "$threads" -c "$clients" -d "${seconds}s" --timeout 10s --latency \
+        -s "$lua" "$base/api/$project/envelope/" >"$out" 2>&1 </dev/null &
+    wrk_pid=$!
+    local rc=0
+    wait "$wrk_pid" || rc=$?
+    wrk_pid=""
+    if [[ $rc -ne 0 ]]; then
+        cat "$out" >&2
+        bo_die "$engine: wrk failed (exit code $rc) in the errors suite"
+    fi
+    local line
+    line=$(grep -m 1 '^BENCH_ERRORS ' "$out") || {
+        cat "$out" >&2
+        bo_die "$engine: no BENCH_ERRORS line in wrk's output"
+    }
+    # What was stored: the sum of the organization's group counts (the 200 answers came
+    # only after their events were committed, so nothing is waiting).
+    curl -sS --max-time 30 -H "authorization: Bearer $TOKEN" "$base/api/v1/admin/errors?limit=500" >"$WORK/groups.json" ||
+        bo_die "$engine: listing error groups failed"
+    ERROR_FIELDS=$(python3 - "$line" "$org" "$WORK/groups.json" <<'PY'
+import json, sys
+kv = dict(p.split("=", 1) for p in sys.argv[1].split()[1:])
+org = json.loads(sys.argv[2])
+groups = [g for g in json.load(open(sys.argv[3]))["data"] if g["scope"] == f"org:{org}"]
+stored = sum(g["count"] for g in groups)
+ok, secs = int(kv["ok"]), max(int(kv["duration_us"]), 1) / 1e6
+# Requests still in flight when wrk stops are stored but not counted as answered, so
+# stored may exceed ok by a few; lost counts answered events that are not stored.
+print(ok, kv["non200"], kv["socket_errors"], stored, max(ok - stored, 0), "%.1f" % (ok / secs),
+      "%.2f" % (int(kv["p50_us"]) / 1000), "%.2f" % (int(kv["p99_us"]) / 1000), len(groups))
+PY
+    ) || bo_die "$engine: cannot parse the errors result: $line"
+}
+
 # --- the benchmark ------------------------------------------------------------------
 results=() # "engine clients holds_per_s created non201 socket_errors p50 p99"
 payment_results=() # "engine clients get_p50 replay_p50 ratio creations_per_s created failures"
 webhook_results=() # "engine clients distinct_per_s applied redeliveries_per_s duplicates"
+error_results=() # "engine clients stored_per_s ok non200 socket_errors stored lost p50 p99 groups"
 pg_note=""
 
 bench_engine() {
@@ -354,6 +448,15 @@ bench_engine() {
         bo_log "$engine: webhooks: $line"
     fi
 
+    if [[ " $BENCH_SUITES " == *" errors "* ]]; then
+        bo_log "$engine: errors (Sentry envelopes), $BENCH_ERROR_CLIENTS sender(s), ${BENCH_SECONDS}s"
+        run_errors "$engine" "$BENCH_ERROR_CLIENTS" "$BENCH_SECONDS" "$org"
+        local ok non200 sockerr stored lost rps p50 p99 groups
+        read -r ok non200 sockerr stored lost rps p50 p99 groups <<<"$ERROR_FIELDS"
+        error_results+=("$engine $BENCH_ERROR_CLIENTS $rps $ok $non200 $sockerr $stored $lost $p50 $p99 $groups")
+        bo_log "$engine: errors: $rps stored/s, $ok answered 200, $stored stored, $lost lost, p50 $p50 ms, p99 $p99 ms, $groups groups"
+    fi
+
     stop_server
     if [[ $engine == postgres && $BO_PG_OWNED -eq 0 ]]; then
         bo_pg_drop_databases_like "$BENCH_DB_LIKE"
@@ -396,6 +499,16 @@ webhook_table() {
     done
 }
 
+error_table() {
+    printf '| engine | senders | events stored/s | answered 200 | other answers | socket errors | stored | lost | p50 ms | p99 ms | groups |\n'
+    printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+    local r
+    for r in "${error_results[@]}"; do
+        # shellcheck disable=SC2086 # fields are single words
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' $r
+    done
+}
+
 mkdir -p bench-results
 report="bench-results/holds-$(date -u +%Y-%m-%d-%H%M%S).md"
 {
@@ -420,6 +533,10 @@ report="bench-results/holds-$(date -u +%Y-%m-%d-%H%M%S).md"
         printf '\n## Webhooks (scripts/lib/bench_webhooks.py, signed like Stripe)\n\n'
         webhook_table
     fi
+    if [[ ${#error_results[@]} -gt 0 ]]; then
+        printf '\n## Sentry envelopes (wrk, one distinct ~2.5 KB event per request, stored and grouped)\n\n'
+        error_table
+    fi
 } >"$report"
 
 echo
@@ -431,6 +548,10 @@ fi
 if [[ ${#webhook_results[@]} -gt 0 ]]; then
     echo
     webhook_table
+fi
+if [[ ${#error_results[@]} -gt 0 ]]; then
+    echo
+    error_table
 fi
 echo
 bo_log "written to $report"

@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub error_retention: Duration,
     /// The newest occurrences kept per error group.
     pub error_events_per_group: u32,
+    /// How often the error retention job runs.
+    pub error_retention_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +92,7 @@ impl Default for ServerConfig {
             error_rate_limit_per_minute: 6_000,
             error_retention: Duration::from_secs(30 * 24 * 60 * 60),
             error_events_per_group: 1_000,
+            error_retention_interval: Duration::from_secs(60 * 60),
         }
     }
 }

@@ -153,7 +153,10 @@ impl Server {
                 self.config.webhook_reconcile_interval,
             ),
             (boxoffice_core::jobs::ALERT_SENDER, self.config.alert_interval),
-            (boxoffice_core::jobs::ERROR_RETENTION, jobs::ERROR_RETENTION_INTERVAL),
+            (
+                boxoffice_core::jobs::ERROR_RETENTION,
+                self.config.error_retention_interval,
+            ),
         ];
         // The error writer stops after the jobs (their last failures still get stored).
         let stop_errors = CancellationToken::new();

@@ -67,10 +67,9 @@ pub(crate) async fn record(
         }
     }
     let mut lost = Vec::new();
-    for members in groups.values() {
-        let batch: Vec<&ErrorReport> = members.iter().map(|&i| &reports[i]).collect();
-        let recorded = record_group(conn, &batch, policy, now).await?;
-        for (&i, recorded) in members.iter().zip(recorded) {
+    if !groups.is_empty() {
+        let recorded = record_groups(conn, reports, &groups, policy, now).await?;
+        for (i, recorded) in recorded {
             match recorded {
                 Some(recorded) => results[i] = Some(recorded),
                 None => lost.push(i),
@@ -131,190 +130,271 @@ struct GroupState {
     component: Option<String>,
 }
 
-/// Records the reports of one group, none of them known to be stored, and answers for
-/// each what recording did, or `None` when it turned out to be stored already.
-async fn record_group(
+/// A group key: (scope, fingerprint).
+type GroupKey<'a> = (&'a str, &'a str);
+
+/// Records the reports of every group in the batch (none of them known to be stored) with
+/// a fixed number of statements, whatever the number of groups: lock the existing groups,
+/// create the missing ones, insert every occurrence, update every group, queue the alerts.
+/// Answers, per report index, what recording did, or `None` when it turned out to be
+/// stored already by a concurrent batch.
+async fn record_groups(
     conn: &mut PgConnection,
-    batch: &[&ErrorReport],
+    reports: &[ErrorReport],
+    groups: &BTreeMap<GroupKey<'_>, Vec<usize>>,
     policy: &AlertPolicy,
     now: Timestamp,
-) -> Result<Vec<Option<Recorded>>, StoreError> {
-    let group = open_group(conn, batch).await?;
-    let inserted = insert_events(conn, &group.id, batch).await?;
-    let stored: Vec<&ErrorReport> = batch
-        .iter()
-        .copied()
-        .filter(|report| inserted.contains(&report.event_id))
-        .collect();
-    if stored.is_empty() {
-        // All stored already by someone else: nothing counts, and a group created just now
-        // must not stay behind without an occurrence.
-        if group.new {
-            sqlx::query("DELETE FROM error_groups WHERE id = $1")
-                .bind(&group.id)
-                .execute(&mut *conn)
-                .await
-                .map_err(map_error)?;
-        }
-        return Ok(vec![None; batch.len()]);
-    }
-    let severity = stored
-        .iter()
-        .map(|report| report.severity)
-        .fold(Severity::Debug, Ord::max);
-    let last_seen = stored
-        .iter()
-        .map(|report| report.received_at)
-        .fold(stored[0].received_at, Ord::max);
-    let regression = group.resolved;
-    let alert = policy.decide(
-        &Occurrence {
-            new_group: group.new,
-            regression,
-            severity,
-            component: group.component.clone(),
-        },
-        group.last_alerted_at,
-        now,
-    );
-    let rank = severity as i64;
-    sqlx::query(
-        "UPDATE error_groups SET event_count = event_count + $1,
-             last_seen = GREATEST(last_seen, $2),
-             severity = CASE WHEN $3 > severity_rank THEN $4 ELSE severity END,
-             severity_rank = GREATEST(severity_rank, $5),
-             resolved = FALSE, resolved_at = NULL,
-             last_alerted_at = COALESCE($6, last_alerted_at)
-         WHERE id = $7",
-    )
-    .bind(i64::try_from(stored.len()).unwrap_or(i64::MAX))
-    .bind(last_seen.as_millis())
-    .bind(rank)
-    .bind(severity.as_str())
-    .bind(rank)
-    .bind(alert.map(|_| now.as_millis()))
-    .bind(&group.id)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_error)?;
-    if let Some(kind) = alert {
-        queue_alert(conn, &group.id, kind, now).await?;
+) -> Result<Vec<(usize, Option<Recorded>)>, StoreError> {
+    let keys: Vec<GroupKey<'_>> = groups.keys().copied().collect();
+    let mut states = lock_groups(conn, &keys).await?;
+    let missing: Vec<GroupKey<'_>> = keys.iter().copied().filter(|key| !states.contains_key(key)).collect();
+    if !missing.is_empty() {
+        create_groups(conn, reports, groups, &missing, &mut states).await?;
     }
 
-    // The group's news (new, regressed, alerted) goes to its first stored report only.
-    let mut first = true;
-    Ok(batch
+    let members: Vec<(usize, &str)> = groups
         .iter()
-        .map(|report| {
-            if !inserted.contains(&report.event_id) {
-                return None;
-            }
-            let recorded = Recorded {
-                group_id: ErrorGroupId::from_trusted(group.id.clone()),
-                new_group: first && group.new,
-                regression: first && regression,
-                duplicate: false,
-                alert: if first { alert } else { None },
-            };
-            first = false;
-            Some(recorded)
+        .flat_map(|(key, members)| {
+            let id = states.get(key).map_or("", |state| state.id.as_str());
+            members.iter().map(move |&i| (i, id))
         })
-        .collect())
+        .collect();
+    let inserted = insert_events(conn, reports, &members).await?;
+
+    let mut answers = Vec::with_capacity(members.len());
+    let mut updates = GroupUpdates::default();
+    let mut emptied = Vec::new();
+    let mut alerts = Vec::new();
+    for (key, indexes) in groups {
+        let state = states
+            .get(key)
+            .ok_or_else(|| StoreError::Other("an error group vanished while recording".into()))?;
+        let stored: Vec<&ErrorReport> = indexes
+            .iter()
+            .map(|&i| &reports[i])
+            .filter(|report| inserted.contains(&report.event_id))
+            .collect();
+        if stored.is_empty() {
+            // All stored already by someone else: nothing counts, and a group created just
+            // now must not stay behind without an occurrence.
+            if state.new {
+                emptied.push(state.id.as_str());
+            }
+            answers.extend(indexes.iter().map(|&i| (i, None)));
+            continue;
+        }
+        let severity = stored
+            .iter()
+            .map(|report| report.severity)
+            .fold(Severity::Debug, Ord::max);
+        let last_seen = stored
+            .iter()
+            .map(|report| report.received_at)
+            .fold(stored[0].received_at, Ord::max);
+        let alert = policy.decide(
+            &Occurrence {
+                new_group: state.new,
+                regression: state.resolved,
+                severity,
+                component: state.component.clone(),
+            },
+            state.last_alerted_at,
+            now,
+        );
+        updates.push(&state.id, stored.len(), last_seen, severity, alert.map(|_| now));
+        if let Some(kind) = alert {
+            alerts.push((state.id.as_str(), kind));
+        }
+        // The group's news (new, regressed, alerted) goes to its first stored report only.
+        let mut first = true;
+        for &i in indexes {
+            if !inserted.contains(&reports[i].event_id) {
+                answers.push((i, None));
+                continue;
+            }
+            answers.push((
+                i,
+                Some(Recorded {
+                    group_id: ErrorGroupId::from_trusted(state.id.clone()),
+                    new_group: first && state.new,
+                    regression: first && state.resolved,
+                    duplicate: false,
+                    alert: if first { alert } else { None },
+                }),
+            ));
+            first = false;
+        }
+    }
+    if !emptied.is_empty() {
+        sqlx::query("DELETE FROM error_groups WHERE id = ANY($1)")
+            .bind(&emptied)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_error)?;
+    }
+    updates.apply(conn).await?;
+    if !alerts.is_empty() {
+        queue_alerts(conn, &alerts, now).await?;
+    }
+    Ok(answers)
 }
 
-/// Finds and locks the batch's group, or creates it. A new group starts empty and at the
-/// lowest severity: the update after its occurrences are stored counts and ranks it, as it
-/// does an existing group.
-async fn open_group(conn: &mut PgConnection, batch: &[&ErrorReport]) -> Result<GroupState, StoreError> {
-    let first = batch[0];
-    if let Some(group) = lock_group(conn, first).await? {
-        return Ok(group);
+/// Reads and locks the groups with these keys that exist, in key order (the order every
+/// batch locks in, so concurrent batches wait for each other instead of deadlocking).
+async fn lock_groups<'a>(
+    conn: &mut PgConnection,
+    keys: &[GroupKey<'a>],
+) -> Result<HashMap<GroupKey<'a>, GroupState>, StoreError> {
+    let scopes: Vec<&str> = keys.iter().map(|(scope, _)| *scope).collect();
+    let fingerprints: Vec<&str> = keys.iter().map(|(_, fingerprint)| *fingerprint).collect();
+    let found = sqlx::query(
+        "SELECT id, scope, fingerprint, resolved, last_alerted_at, component FROM error_groups
+         WHERE (scope, fingerprint) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
+         ORDER BY scope, fingerprint FOR UPDATE",
+    )
+    .bind(&scopes)
+    .bind(&fingerprints)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    let mut states = HashMap::with_capacity(found.len());
+    for row in found {
+        let scope: String = row.try_get("scope").map_err(map_error)?;
+        let fingerprint: String = row.try_get("fingerprint").map_err(map_error)?;
+        let Some(key) = keys
+            .iter()
+            .copied()
+            .find(|(s, f)| *s == scope.as_str() && *f == fingerprint.as_str())
+        else {
+            continue;
+        };
+        states.insert(
+            key,
+            GroupState {
+                id: row.try_get("id").map_err(map_error)?,
+                new: false,
+                resolved: row.try_get("resolved").map_err(map_error)?,
+                last_alerted_at: row
+                    .try_get::<Option<i64>, _>("last_alerted_at")
+                    .map_err(map_error)?
+                    .map(Timestamp::from_millis),
+                component: row.try_get("component").map_err(map_error)?,
+            },
+        );
     }
-    let id = ErrorGroupId::generate();
-    let first_seen = batch
-        .iter()
-        .map(|report| report.received_at)
-        .fold(first.received_at, Ord::min);
+    Ok(states)
+}
+
+/// Creates the missing groups in one statement. A new group starts empty and at the
+/// lowest severity: the update after its occurrences are stored counts and ranks it, as it
+/// does an existing group. A group a concurrent batch created meanwhile (the insert waited
+/// for that batch to commit) is locked as it now exists.
+async fn create_groups<'a>(
+    conn: &mut PgConnection,
+    reports: &[ErrorReport],
+    groups: &BTreeMap<GroupKey<'a>, Vec<usize>>,
+    missing: &[GroupKey<'a>],
+    states: &mut HashMap<GroupKey<'a>, GroupState>,
+) -> Result<(), StoreError> {
+    let mut ids = Vec::with_capacity(missing.len());
+    let mut scopes = Vec::with_capacity(missing.len());
+    let mut fingerprints = Vec::with_capacity(missing.len());
+    let mut titles = Vec::with_capacity(missing.len());
+    let mut components = Vec::with_capacity(missing.len());
+    let mut first_seen = Vec::with_capacity(missing.len());
+    for key in missing {
+        let members = groups.get(key).map(Vec::as_slice).unwrap_or_default();
+        let Some(&first) = members.first() else { continue };
+        let first = &reports[first];
+        ids.push(ErrorGroupId::generate().as_str().to_owned());
+        scopes.push(key.0);
+        fingerprints.push(key.1);
+        titles.push(first.title.as_str());
+        components.push(first.component.as_deref());
+        first_seen.push(
+            members
+                .iter()
+                .map(|&i| reports[i].received_at)
+                .fold(first.received_at, Ord::min)
+                .as_millis(),
+        );
+    }
     let created = sqlx::query(
         "INSERT INTO error_groups (id, scope, fingerprint, grouping_version, title, severity, severity_rank,
              component, event_count, first_seen, last_seen)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10)
-         ON CONFLICT (scope, fingerprint) DO NOTHING",
+         SELECT id, scope, fingerprint, $7, title, $8, $9, component, 0, first_seen, first_seen
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+             AS new (id, scope, fingerprint, title, component, first_seen)
+         ORDER BY scope, fingerprint
+         ON CONFLICT (scope, fingerprint) DO NOTHING
+         RETURNING id, scope, fingerprint, component",
     )
-    .bind(id.as_str())
-    .bind(&first.scope)
-    .bind(first.fingerprint.as_str())
+    .bind(&ids)
+    .bind(&scopes)
+    .bind(&fingerprints)
+    .bind(&titles)
+    .bind(&components)
+    .bind(&first_seen)
     .bind(i64::from(GROUPING_VERSION))
-    .bind(&first.title)
     .bind(Severity::Debug.as_str())
     .bind(Severity::Debug as i64)
-    .bind(first.component.as_deref())
-    .bind(first_seen.as_millis())
-    .bind(first_seen.as_millis())
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await
     .map_err(map_error)?;
-    if created.rows_affected() == 1 {
-        return Ok(GroupState {
-            id: id.as_str().to_owned(),
-            new: true,
-            resolved: false,
-            last_alerted_at: None,
-            component: first.component.clone(),
-        });
+    for row in created {
+        let scope: String = row.try_get("scope").map_err(map_error)?;
+        let fingerprint: String = row.try_get("fingerprint").map_err(map_error)?;
+        let Some(key) = missing
+            .iter()
+            .copied()
+            .find(|(s, f)| *s == scope.as_str() && *f == fingerprint.as_str())
+        else {
+            continue;
+        };
+        states.insert(
+            key,
+            GroupState {
+                id: row.try_get("id").map_err(map_error)?,
+                new: true,
+                resolved: false,
+                last_alerted_at: None,
+                component: row.try_get("component").map_err(map_error)?,
+            },
+        );
     }
-    // A concurrent batch created it since the look-up (the insert waited for that batch to
-    // commit): it is visible now.
-    lock_group(conn, first)
-        .await?
-        .ok_or_else(|| StoreError::Other("an error group vanished while recording".into()))
+    let raced: Vec<GroupKey<'a>> = missing
+        .iter()
+        .copied()
+        .filter(|key| !states.contains_key(key))
+        .collect();
+    if !raced.is_empty() {
+        states.extend(lock_groups(conn, &raced).await?);
+    }
+    Ok(())
 }
 
-/// Reads and locks the report's group, if it exists.
-async fn lock_group(conn: &mut PgConnection, report: &ErrorReport) -> Result<Option<GroupState>, StoreError> {
-    let found = sqlx::query(
-        "SELECT id, resolved, last_alerted_at, component FROM error_groups
-         WHERE scope = $1 AND fingerprint = $2 FOR UPDATE",
-    )
-    .bind(&report.scope)
-    .bind(report.fingerprint.as_str())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(map_error)?;
-    let Some(row) = found else { return Ok(None) };
-    Ok(Some(GroupState {
-        id: row.try_get("id").map_err(map_error)?,
-        new: false,
-        resolved: row.try_get("resolved").map_err(map_error)?,
-        last_alerted_at: row
-            .try_get::<Option<i64>, _>("last_alerted_at")
-            .map_err(map_error)?
-            .map(Timestamp::from_millis),
-        component: row.try_get("component").map_err(map_error)?,
-    }))
-}
-
-/// Stores the occurrences of one group in one statement, whatever their number (arrays
+/// Stores the occurrences of every group in one statement, whatever their number (arrays
 /// rather than one placeholder per value); answers the event ids actually inserted.
 async fn insert_events(
     conn: &mut PgConnection,
-    group_id: &str,
-    batch: &[&ErrorReport],
+    reports: &[ErrorReport],
+    members: &[(usize, &str)],
 ) -> Result<HashSet<String>, StoreError> {
-    let column = |value: fn(&ErrorReport) -> &str| batch.iter().map(|report| value(report)).collect::<Vec<_>>();
+    let column = |value: fn(&ErrorReport) -> &str| members.iter().map(|&(i, _)| value(&reports[i])).collect::<Vec<_>>();
     let optional =
-        |value: fn(&ErrorReport) -> Option<&str>| batch.iter().map(|report| value(report)).collect::<Vec<_>>();
+        |value: fn(&ErrorReport) -> Option<&str>| members.iter().map(|&(i, _)| value(&reports[i])).collect::<Vec<_>>();
     let ids: Vec<String> = sqlx::query_scalar(
         "INSERT INTO error_events (event_id, group_id, severity, message, request_id, release, environment,
              payload, received_at)
-         SELECT event_id, $1, severity, message, request_id, release, environment, payload, received_at
-         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                     $9::bigint[])
-             AS new (event_id, severity, message, request_id, release, environment, payload, received_at)
+         SELECT event_id, group_id, severity, message, request_id, release, environment, payload, received_at
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::text[], $9::bigint[])
+             AS new (event_id, group_id, severity, message, request_id, release, environment, payload,
+                     received_at)
          ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
     )
-    .bind(group_id)
     .bind(column(|report| &report.event_id))
+    .bind(members.iter().map(|&(_, group)| group).collect::<Vec<_>>())
     .bind(column(|report| report.severity.as_str()))
     .bind(column(|report| &report.message))
     .bind(optional(|report| report.request_id.as_deref()))
@@ -322,9 +402,9 @@ async fn insert_events(
     .bind(optional(|report| report.environment.as_deref()))
     .bind(column(|report| &report.payload))
     .bind(
-        batch
+        members
             .iter()
-            .map(|report| report.received_at.as_millis())
+            .map(|&(i, _)| reports[i].received_at.as_millis())
             .collect::<Vec<_>>(),
     )
     .fetch_all(&mut *conn)
@@ -333,21 +413,75 @@ async fn insert_events(
     Ok(ids.into_iter().collect())
 }
 
-/// Queues an alert, due at once.
-async fn queue_alert(
-    conn: &mut PgConnection,
-    group_id: &str,
-    kind: AlertKind,
-    now: Timestamp,
-) -> Result<(), StoreError> {
+/// The counts, times and severities a batch adds to its groups, applied in one statement.
+#[derive(Default)]
+struct GroupUpdates<'a> {
+    ids: Vec<&'a str>,
+    counts: Vec<i64>,
+    last_seen: Vec<i64>,
+    ranks: Vec<i64>,
+    severities: Vec<&'static str>,
+    alerted_at: Vec<Option<i64>>,
+}
+
+impl<'a> GroupUpdates<'a> {
+    fn push(
+        &mut self,
+        id: &'a str,
+        count: usize,
+        last_seen: Timestamp,
+        severity: Severity,
+        alerted_at: Option<Timestamp>,
+    ) {
+        self.ids.push(id);
+        self.counts.push(i64::try_from(count).unwrap_or(i64::MAX));
+        self.last_seen.push(last_seen.as_millis());
+        self.ranks.push(severity as i64);
+        self.severities.push(severity.as_str());
+        self.alerted_at.push(alerted_at.map(Timestamp::as_millis));
+    }
+
+    async fn apply(&self, conn: &mut PgConnection) -> Result<(), StoreError> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE error_groups AS g SET event_count = g.event_count + v.n,
+                 last_seen = GREATEST(g.last_seen, v.last_seen),
+                 severity = CASE WHEN v.rank > g.severity_rank THEN v.severity ELSE g.severity END,
+                 severity_rank = GREATEST(g.severity_rank, v.rank),
+                 resolved = FALSE, resolved_at = NULL,
+                 last_alerted_at = COALESCE(v.alerted_at, g.last_alerted_at)
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[])
+                 AS v (id, n, last_seen, rank, severity, alerted_at)
+             WHERE g.id = v.id",
+        )
+        .bind(&self.ids)
+        .bind(&self.counts)
+        .bind(&self.last_seen)
+        .bind(&self.ranks)
+        .bind(&self.severities)
+        .bind(&self.alerted_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+}
+
+/// Queues alerts, due at once, in one statement.
+async fn queue_alerts(conn: &mut PgConnection, alerts: &[(&str, AlertKind)], now: Timestamp) -> Result<(), StoreError> {
+    let ids: Vec<String> = alerts.iter().map(|_| format!("alr_{}", ids::random_hex())).collect();
+    let groups: Vec<&str> = alerts.iter().map(|(group, _)| *group).collect();
+    let kinds: Vec<&str> = alerts.iter().map(|(_, kind)| kind.as_str()).collect();
     sqlx::query(
         "INSERT INTO alert_outbox (id, group_id, kind, status, attempts, next_attempt_at, created_at)
-         VALUES ($1, $2, $3, 'pending', 0, $4, $5)",
+         SELECT id, group_id, kind, 'pending', 0, $4, $4
+         FROM UNNEST($1::text[], $2::text[], $3::text[]) AS new (id, group_id, kind)",
     )
-    .bind(format!("alr_{}", ids::random_hex()))
-    .bind(group_id)
-    .bind(kind.as_str())
-    .bind(now.as_millis())
+    .bind(&ids)
+    .bind(&groups)
+    .bind(&kinds)
     .bind(now.as_millis())
     .execute(&mut *conn)
     .await

@@ -23,6 +23,11 @@ CREATE INDEX error_events_by_age ON error_events (received_at);
 -- is stored with the group, set in the transaction that queues the alert.
 ALTER TABLE error_groups ADD COLUMN last_alerted_at BIGINT;
 
+-- A group row is updated by every batch that counts in it; no index covers a column those
+-- updates change (the PostgreSQL schema drops it for in-place updates, and the two schemas
+-- keep one shape): listing groups sorts them instead; groups are few next to events.
+DROP INDEX error_groups_recent;
+
 -- Alerts are queued in the transaction that records the occurrence and delivered later,
 -- at least once: a crash between commit and delivery loses nothing. A claimer leases an
 -- alert by moving `next_attempt_at` forward; `attempts` counts finished attempts.

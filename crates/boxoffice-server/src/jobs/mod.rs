@@ -18,9 +18,6 @@ use crate::metrics::Metrics;
 /// How often the idempotency reaper runs.
 pub const REAPER_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
-/// How often the error retention job runs.
-pub const ERROR_RETENTION_INTERVAL: Duration = Duration::from_secs(60 * 60);
-
 /// Runs one step of `job`, counts it and records a failure. `None` for an unknown job.
 pub async fn run_once(job: &str, boxoffice: &BoxOffice, metrics: &Metrics) -> Option<Result<JobRun, service::Error>> {
     let result = match job {

@@ -167,6 +167,8 @@ pub async fn spawn_app(database: &TestDatabase, options: AppOptions) -> TestApp 
         payment_completer_interval: Duration::ZERO,
         webhook_worker_interval: Duration::ZERO,
         webhook_reconcile_interval: Duration::ZERO,
+        // Off: tests run retention themselves (a run at start would race their reports).
+        error_retention_interval: Duration::ZERO,
         alert_webhook_url: options.alert_webhook_url.clone(),
         alert_retry: options.alert_retry,
         alert_interval: options.alert_interval,
