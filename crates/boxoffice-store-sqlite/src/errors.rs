@@ -5,9 +5,9 @@
 //! need no row locks here; they are still visited in (scope, fingerprint) order, as on
 //! PostgreSQL, so both engines answer alike.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
+use boxoffice_core::errors::batch::Batch;
 use boxoffice_core::errors::grouping::GROUPING_VERSION;
 use boxoffice_core::errors::store::{
     AlertDelivery, AlertKind, AlertPolicy, ErrorGroup, ErrorReport, GroupFilter, Occurrence, PendingAlert, Pruned,
@@ -37,44 +37,19 @@ pub(crate) async fn record(
     reports: &[ErrorReport],
     policy: &AlertPolicy,
 ) -> Result<Vec<Recorded>, StoreError> {
-    let Some(now) = reports.iter().map(|report| report.received_at).max() else {
+    let mut batch = Batch::new(reports);
+    let Some(now) = batch.now() else {
         return Ok(Vec::new());
     };
-    // The first report with an event id stands for it; later ones are duplicates of it.
-    let mut first_of: HashMap<&str, usize> = HashMap::with_capacity(reports.len());
-    let mut repeats = Vec::new();
-    for (i, report) in reports.iter().enumerate() {
-        match first_of.entry(&report.event_id) {
-            Entry::Occupied(first) => repeats.push((i, *first.get())),
-            Entry::Vacant(slot) => {
-                slot.insert(i);
-            }
-        }
-    }
-    let event_ids: Vec<&str> = first_of.keys().copied().collect();
-    let stored = stored_groups(conn, &event_ids).await?;
-
-    let mut results: Vec<Option<Recorded>> = vec![None; reports.len()];
-    let mut groups: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
-    for (i, report) in reports.iter().enumerate() {
-        if first_of.get(report.event_id.as_str()) != Some(&i) {
-            continue;
-        }
-        match stored.get(&report.event_id) {
-            Some(group) => results[i] = Some(duplicate(group)),
-            None => groups
-                .entry((&report.scope, report.fingerprint.as_str()))
-                .or_default()
-                .push(i),
-        }
-    }
+    let stored = stored_groups(conn, &batch.event_ids()).await?;
+    let groups = batch.group(&stored);
     let mut lost = Vec::new();
     for members in groups.values() {
-        let batch: Vec<&ErrorReport> = members.iter().map(|&i| &reports[i]).collect();
-        let recorded = record_group(conn, &batch, policy, now).await?;
+        let members_reports: Vec<&ErrorReport> = members.iter().map(|&i| &reports[i]).collect();
+        let recorded = record_group(conn, &members_reports, policy, now).await?;
         for (&i, recorded) in members.iter().zip(recorded) {
             match recorded {
-                Some(recorded) => results[i] = Some(recorded),
+                Some(recorded) => batch.answer(i, recorded),
                 None => lost.push(i),
             }
         }
@@ -85,27 +60,12 @@ pub(crate) async fn record(
         let event_ids: Vec<&str> = lost.iter().map(|&i| reports[i].event_id.as_str()).collect();
         let stored = stored_groups(conn, &event_ids).await?;
         for i in lost {
-            results[i] = stored.get(&reports[i].event_id).map(|group| duplicate(group));
+            if let Some(group) = stored.get(&reports[i].event_id) {
+                batch.answer_duplicate(i, group);
+            }
         }
     }
-    for (i, first) in repeats {
-        results[i] = results[first].as_ref().map(|first| duplicate(first.group_id.as_str()));
-    }
-    results
-        .into_iter()
-        .map(|recorded| recorded.ok_or_else(|| StoreError::Other("an error report was not recorded".into())))
-        .collect()
-}
-
-/// What recording a report whose event id is stored already did: nothing.
-fn duplicate(group_id: &str) -> Recorded {
-    Recorded {
-        group_id: ErrorGroupId::from_trusted(group_id.to_owned()),
-        new_group: false,
-        regression: false,
-        duplicate: true,
-        alert: None,
-    }
+    batch.finish()
 }
 
 /// The groups of those of `event_ids` that are stored already.

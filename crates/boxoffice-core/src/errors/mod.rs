@@ -13,6 +13,7 @@
 //! panics, recurses without bound or does more than linear work.
 
 pub mod alerts;
+pub mod batch;
 pub mod grouping;
 pub mod scrub;
 pub mod sentry_event;
