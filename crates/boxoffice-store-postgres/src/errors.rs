@@ -215,7 +215,19 @@ async fn lock_groups<'a>(
     .await
     .map_err(map_error)?;
     let mut states = HashMap::with_capacity(found.len());
-    for row in found {
+    read_states(&found, keys, false, &mut states)?;
+    Ok(states)
+}
+
+/// Reads locked or created group rows (`id, scope, fingerprint, resolved,
+/// last_alerted_at, component`) into `states`, under the batch's own keys.
+fn read_states<'a>(
+    rows: &[sqlx::postgres::PgRow],
+    keys: &[GroupKey<'a>],
+    new: bool,
+    states: &mut HashMap<GroupKey<'a>, GroupState>,
+) -> Result<(), StoreError> {
+    for row in rows {
         let scope: String = row.try_get("scope").map_err(map_error)?;
         let fingerprint: String = row.try_get("fingerprint").map_err(map_error)?;
         let Some(key) = keys
@@ -229,7 +241,7 @@ async fn lock_groups<'a>(
             key,
             GroupState {
                 id: row.try_get("id").map_err(map_error)?,
-                new: false,
+                new,
                 resolved: row.try_get("resolved").map_err(map_error)?,
                 last_alerted_at: row
                     .try_get::<Option<i64>, _>("last_alerted_at")
@@ -239,7 +251,7 @@ async fn lock_groups<'a>(
             },
         );
     }
-    Ok(states)
+    Ok(())
 }
 
 /// Creates the missing groups in one statement. A new group starts empty and at the
@@ -284,7 +296,7 @@ async fn create_groups<'a>(
              AS new (id, scope, fingerprint, title, component, first_seen)
          ORDER BY scope, fingerprint
          ON CONFLICT (scope, fingerprint) DO NOTHING
-         RETURNING id, scope, fingerprint, component",
+         RETURNING id, scope, fingerprint, resolved, last_alerted_at, component",
     )
     .bind(&ids)
     .bind(&scopes)
@@ -298,27 +310,7 @@ async fn create_groups<'a>(
     .fetch_all(&mut *conn)
     .await
     .map_err(map_error)?;
-    for row in created {
-        let scope: String = row.try_get("scope").map_err(map_error)?;
-        let fingerprint: String = row.try_get("fingerprint").map_err(map_error)?;
-        let Some(key) = missing
-            .iter()
-            .copied()
-            .find(|(s, f)| *s == scope.as_str() && *f == fingerprint.as_str())
-        else {
-            continue;
-        };
-        states.insert(
-            key,
-            GroupState {
-                id: row.try_get("id").map_err(map_error)?,
-                new: true,
-                resolved: false,
-                last_alerted_at: None,
-                component: row.try_get("component").map_err(map_error)?,
-            },
-        );
-    }
+    read_states(&created, missing, true, states)?;
     let raced: Vec<GroupKey<'a>> = missing
         .iter()
         .copied()
