@@ -17,7 +17,9 @@
 # passed on to it unchanged.
 #
 # It also makes a Python venv with the official Sentry SDK (scripts/lib/python_sdk.sh) and
-# exports its interpreter as BOXOFFICE_TEST_PYTHON for the SDK tests.
+# exports its interpreter as BOXOFFICE_TEST_PYTHON for the SDK tests, and installs Debian's
+# chromium and chromium-driver when missing (scripts/lib/browser.sh), exporting the driver as
+# BOXOFFICE_TEST_CHROMEDRIVER for the browser tests of the pages.
 #
 # Environment:
 #   BOXOFFICE_TEST_POSTGRES_URL        use this PostgreSQL admin URL (must allow CREATE DATABASE)
@@ -44,6 +46,8 @@ BO_LOG_PREFIX=test.sh
 source "$ROOT/scripts/lib/postgres.sh"
 # shellcheck source=scripts/lib/python_sdk.sh
 source "$ROOT/scripts/lib/python_sdk.sh"
+# shellcheck source=scripts/lib/browser.sh
+source "$ROOT/scripts/lib/browser.sh"
 cd "$ROOT"
 
 _runner_pid=""
@@ -84,6 +88,7 @@ bo_pg_setup
 export BOXOFFICE_TEST_POSTGRES_URL=$BO_PG_URL
 if [[ ${BOXOFFICE_TEST_DRY_RUN:-0} != 1 ]]; then
     bo_python_sdk_setup
+    bo_browser_setup
 fi
 
 if [[ ${BOXOFFICE_TEST_DRY_RUN:-0} == 1 ]]; then

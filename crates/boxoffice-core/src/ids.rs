@@ -27,6 +27,13 @@ pub fn random_hex() -> String {
     hex::encode(bytes)
 }
 
+/// `N` random bytes from the thread's CSPRNG (keys, nonces).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes
+}
+
 macro_rules! define_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
         $(#[$doc])*

@@ -11,6 +11,8 @@ use crate::errors::store::{AlertPolicy, ErrorProject};
 use crate::events::{Capacity, Event, EventWithTicketTypes, HoldSeconds, MaxPerOrder, TicketType, TicketTypeChanges};
 use crate::failures::{Failure, FailureSink, LogSink, Severity};
 
+mod admin;
+pub mod checkout;
 mod errors;
 use crate::holds::{Hold, HoldItem, HoldRequest, HoldStatus, ReservationStats};
 use crate::idempotency::IdempotencyKey;
@@ -28,6 +30,9 @@ pub use errors::{ErrorInput, prepare_error, prepare_failure};
 
 /// The setting under which the operator token's hash is kept.
 const OPERATOR_TOKEN_SETTING: &str = "operator_token_sha256";
+
+/// The setting under which the dashboard's session key is kept (hex).
+const SESSION_KEY_SETTING: &str = "admin_session_key";
 
 /// How long job run records are kept.
 const JOB_RUN_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
@@ -258,6 +263,21 @@ impl BoxOffice {
             .and_then(TokenHash::from_hex)
             .map(|hash| (hash, None))
             .ok_or_else(|| Error::Invalid("the stored operator token hash is corrupt".into()))
+    }
+
+    /// The key that signs the operator's dashboard sessions and their CSRF tokens: 32
+    /// random bytes generated at first start and shared by every instance through the
+    /// database (a session made on one instance is valid on all).
+    pub async fn session_key(&self) -> Result<[u8; 32], Error> {
+        let parse = |stored: &str| -> Option<[u8; 32]> { hex::decode(stored).ok()?.try_into().ok() };
+        if let Some(stored) = self.store.get_setting(SESSION_KEY_SETTING).await? {
+            return parse(&stored).ok_or_else(|| Error::Invalid("the stored session key is corrupt".into()));
+        }
+        let fresh = hex::encode(crate::ids::random_bytes::<32>());
+        self.store.insert_setting_if_absent(SESSION_KEY_SETTING, &fresh).await?;
+        // Whoever won the race to store it, the stored key is the one.
+        let stored = self.store.get_setting(SESSION_KEY_SETTING).await?.unwrap_or(fresh);
+        parse(&stored).ok_or_else(|| Error::Invalid("the stored session key is corrupt".into()))
     }
 
     /// Identifies the caller of a bearer token; `None` for an unknown or malformed token.

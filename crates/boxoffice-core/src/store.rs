@@ -315,4 +315,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks a group resolved; a new occurrence reopens it.
     async fn resolve_error_group(&self, id: &ErrorGroupId, now: Timestamp) -> Result<ErrorGroup, StoreError>;
+
+    // ----- the operator's dashboard ------------------------------------------------------
+
+    /// The `limit` most recently created orders, newest first (ties broken by id,
+    /// descending, so the order is total and stable).
+    async fn list_recent_orders(&self, limit: u32) -> Result<Vec<Order>, StoreError>;
 }

@@ -12,6 +12,7 @@ pub mod error_store;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod pages;
 pub mod payments;
 pub mod sentry;
 pub mod startup;

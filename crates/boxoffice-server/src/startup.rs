@@ -66,7 +66,7 @@ impl Server {
         let stripe = stripe_setup(&config, local_addr)?;
         let mut boxoffice = BoxOffice::new(store, clock, settings)
             .with_failure_sink(Arc::new(errors.clone()))
-            .with_payment_provider(Arc::new(StripeProvider::new(stripe.client)));
+            .with_payment_provider(Arc::new(StripeProvider::new(stripe.client.clone())));
         if let Some(url) = &config.alert_webhook_url {
             boxoffice = boxoffice.with_alert_sender(Arc::new(SlackWebhook::new(url.clone(), metrics.clone())?));
         }
@@ -74,6 +74,13 @@ impl Server {
             .ensure_operator_token(config.admin_token.as_ref())
             .await
             .context("setting up the operator token")?;
+        let session_key = session_key(
+            &boxoffice
+                .session_key()
+                .await
+                .context("setting up the dashboard's session key")?,
+            &operator_token_hash,
+        );
         let demo_event = if config.demo {
             demo::seed(&boxoffice).await.context("seeding the demo data")?
         } else {
@@ -88,6 +95,10 @@ impl Server {
             errors,
             ingestion: Ingestion::new(config.error_rate_limit_per_minute),
             public_host: Arc::from(reachable(local_addr).to_string()),
+            pages: crate::pages::Pages::new().context("loading the page templates")?,
+            stripe_test_mode: stripe.fake.is_some() || stripe.secret_key.starts_with("sk_test_"),
+            stripe: stripe.client,
+            session_key: Arc::new(session_key),
         };
         let fake_stripe_key = stripe.fake.is_some().then(|| stripe.secret_key.clone());
         let mut router = http::router(state.clone());
@@ -191,6 +202,18 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || errors.flush_forwarding(std::time::Duration::from_secs(2))).await;
         served.context("serving HTTP")
     }
+}
+
+/// The key that signs dashboard sessions: the stored random key bound to the operator
+/// token's hash, so that changing the operator token ends every session, on every instance.
+fn session_key(stored: &[u8; 32], operator_token_hash: &boxoffice_core::auth::TokenHash) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(stored) else {
+        unreachable!("HMAC-SHA256 accepts a 32-byte key")
+    };
+    mac.update(b"operator|");
+    mac.update(operator_token_hash.to_hex().as_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 /// Where the built-in Stripe test double is mounted in the default configuration.

@@ -1749,3 +1749,65 @@ mod errors {
         assert!(alerts.iter().all(|a| a.kind == AlertKind::NewGroup));
     });
 }
+
+// ----- the operator's dashboard ---------------------------------------------------------
+
+mod dashboard {
+    use boxoffice_core::ids::OrderId;
+    use boxoffice_core::payments::{IdempotencyRecord, Order, OrderPhase, OrderStatus, RecoveryPoint};
+
+    use super::*;
+
+    /// A hold of one ticket placed at `now`, with its order created at `now`.
+    async fn order_at(f: &Fixture, key: &str, now: Timestamp) -> Order {
+        let hold = f.place(&[(0, 1)], now).await.unwrap();
+        let record = IdempotencyRecord {
+            scope: "anonymous".into(),
+            key: key.into(),
+            hold_id: hold.id.clone(),
+            fingerprint: "fp".into(),
+            recovery_point: RecoveryPoint::Started,
+            order_id: None,
+            response: None,
+            created_at: now,
+        };
+        f.store
+            .begin_idempotent_request(&record, now.plus(Duration::from_secs(60)), now)
+            .await
+            .unwrap();
+        let OrderPhase::Ready(order) = f
+            .store
+            .create_order_for_request("anonymous", key, &OrderId::generate(), Duration::from_secs(300), now)
+            .await
+            .unwrap()
+        else {
+            panic!("the hold is active")
+        };
+        order
+    }
+
+    both_engines!(recent_orders_are_listed_newest_first, |engine| async move {
+        let f = fixture(engine, &[100]).await;
+        assert!(f.store.list_recent_orders(10).await.unwrap().is_empty());
+
+        let oldest = order_at(&f, "a", T0).await;
+        let middle = order_at(&f, "b", at(10)).await;
+        // Two at one instant: ordered by id, descending.
+        let mut same = [order_at(&f, "c", at(20)).await, order_at(&f, "d", at(20)).await];
+        same.sort_by(|x, y| y.id.cmp(&x.id));
+
+        let listed = f.store.list_recent_orders(10).await.unwrap();
+        let expected = [same[0].clone(), same[1].clone(), middle.clone(), oldest.clone()];
+        assert_eq!(listed, expected, "newest first, whole orders");
+        assert!(
+            listed
+                .iter()
+                .all(|o| o.status == OrderStatus::Pending && o.amount.get() == 1_000)
+        );
+
+        let two = f.store.list_recent_orders(2).await.unwrap();
+        assert_eq!(two, expected[..2]);
+        let one = f.store.list_recent_orders(1).await.unwrap();
+        assert_eq!(one, expected[..1]);
+    });
+}

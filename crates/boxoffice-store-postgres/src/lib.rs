@@ -502,4 +502,9 @@ impl Store for PgStore {
         errors::resolve(&mut conn, id, now).await?;
         Ok(self.get_error_group(id, 0).await?.0)
     }
+
+    async fn list_recent_orders(&self, limit: u32) -> Result<Vec<Order>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        payments::list_recent(&mut conn, limit).await
+    }
 }

@@ -285,3 +285,15 @@ async fn order_of_hold(conn: &mut SqliteConnection, hold: &HoldId) -> Result<Opt
         .map_err(map_error)?;
     row.map(|row| rows::order(&Columns(&row))).transpose()
 }
+
+/// The `limit` most recently created orders, newest first (the operator's dashboard).
+pub(crate) async fn list_recent(conn: &mut SqliteConnection, limit: u32) -> Result<Vec<Order>, StoreError> {
+    let found = sqlx::query(&format!(
+        "SELECT {ORDER_COLUMNS} FROM orders ORDER BY created_at DESC, id DESC LIMIT ?"
+    ))
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    found.iter().map(|row| rows::order(&Columns(row))).collect()
+}

@@ -383,7 +383,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("Demo event seeded: {} ({})", event.event.name.as_str(), event.event.id);
         println!("  {base}/api/v1/events/{}", event.event.id);
     }
-    println!("boxoffice is serving {base}  (API: {base}/api/v1/events, OpenAPI: {base}/api/openapi.json)");
+    println!("boxoffice is serving {base}");
+    println!("  box office:  {base}/   (test cards: 4242 4242 4242 4242 pays, 4000 0000 0000 0002 is declined)");
+    println!("  dashboard:   {base}/admin   (log in with the operator token)");
+    println!("  API:         {base}/api/v1/events   (OpenAPI: {base}/api/openapi.json)");
     tracing::info!(listen = %server.local_addr(), database = %store::redact(&config.database_url), "serving");
     server.run(startup::shutdown_signal()).await
 }

@@ -53,6 +53,17 @@ pub struct AppState {
     pub ingestion: Arc<envelopes::Ingestion>,
     /// The address this server is reached at when a request does not say (DSNs).
     pub public_host: Arc<str>,
+    /// The page templates.
+    pub pages: Arc<crate::pages::Pages>,
+    /// The Stripe client (checkout pages confirm test-card payments through it).
+    pub stripe: boxoffice_stripe::StripeClient,
+    /// Whether Stripe is in test mode (the built-in double, or an `sk_test_` key): the
+    /// checkout page then takes test card numbers.
+    pub stripe_test_mode: bool,
+    /// Signs the dashboard's session cookies and CSRF tokens: the random key stored in the
+    /// database (shared by all instances) bound to the operator token, so changing the
+    /// token ends every session.
+    pub session_key: Arc<[u8; 32]>,
 }
 
 /// The whole HTTP API.
@@ -121,16 +132,34 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/api/openapi.json", get(openapi::serve));
 
+    // Browser error reports from boxoffice's own pages: public, so rate-limited per
+    // address, with a small body limit.
+    let browser_errors = Router::new()
+        .route("/_errors/browser", post(crate::pages::browser_errors::report))
+        .layer(DefaultBodyLimit::max(
+            crate::pages::browser_errors::MAX_BROWSER_REPORT_BYTES,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::rate_limit,
+        ));
+
     Router::new()
         .merge(public)
         .merge(authenticated)
         .merge(operations)
         .merge(ingestion)
+        .merge(browser_errors)
+        .merge(crate::pages::router(state.clone()))
         .fallback(|| async { ApiError::not_found("route").into_response() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(faults::inject))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::pages::html_errors,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
         .with_state(state)
 }
