@@ -10,7 +10,9 @@
 
 bo_browser_setup() {
     if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-        bo_apt_install chromium chromium-driver
+        # fonts-liberation: a Recommends of chromium that --no-install-recommends skips;
+        # without a font, pages render as boxes in the screenshots.
+        bo_apt_install chromium chromium-driver fonts-liberation
     fi
     local driver
     driver=$(command -v chromedriver) || bo_die "chromedriver not found after installing chromium-driver"
