@@ -117,6 +117,10 @@ define_id!(
     /// A recorded run of a background job.
     JobRunId, "run", "job run"
 );
+define_id!(
+    /// A buyer e-mail in the outbox.
+    EmailId, "eml", "email"
+);
 
 #[cfg(test)]
 mod tests {

@@ -24,6 +24,9 @@ pub const ALERT_SENDER: &str = "alert-sender";
 /// The job that prunes error occurrences and groups past their retention.
 pub const ERROR_RETENTION: &str = "error-retention";
 
+/// The job that sends queued buyer e-mail (confirmations and refund notices).
+pub const EMAIL_SENDER: &str = "email-sender";
+
 /// Every job whose runs are recorded.
 pub const ALL: &[&str] = &[
     EXPIRE_HOLDS,
@@ -33,6 +36,7 @@ pub const ALL: &[&str] = &[
     WEBHOOK_RECONCILER,
     ALERT_SENDER,
     ERROR_RETENTION,
+    EMAIL_SENDER,
 ];
 
 /// How a run ended.

@@ -15,6 +15,7 @@ pub mod holds;
 pub mod idempotency;
 pub mod ids;
 pub mod jobs;
+pub mod mail;
 pub mod money;
 pub mod organizations;
 pub mod payments;

@@ -12,9 +12,10 @@ use crate::errors::store::{AlertKind, ErrorGroup, ErrorProject, PendingAlert, St
 use crate::events::{Capacity, Event, HoldSeconds, MaxPerOrder, TicketType};
 use crate::failures::Severity;
 use crate::holds::{EmailAddress, Hold, HoldItem, HoldStatus, Quantity};
-use crate::ids::ErrorGroupId;
 use crate::ids::{ApiKeyId, EventId, HoldId, JobRunId, OrderId, OrganizationId, TicketTypeId};
+use crate::ids::{EmailId, ErrorGroupId};
 use crate::jobs::{JobOutcome, JobRun};
+use crate::mail::{EmailAttempt, EmailKind, EmailStatus, QueuedEmail};
 use crate::money::{Cents, Currency};
 use crate::organizations::{Name, Organization};
 use crate::payments::{IdempotencyRecord, Order, OrderStatus, RecoveryPoint, StoredResponse};
@@ -284,5 +285,37 @@ pub fn pending_alert(row: &impl StoredRow) -> Result<PendingAlert, StoreError> {
         group: error_group(row)?,
         attempts: row.integer("attempts")?,
         created_at: row.timestamp("alert_created_at")?,
+    })
+}
+
+/// The columns [`queued_email`] reads.
+pub const EMAIL_COLUMNS: &str =
+    "id, order_id, kind, recipient, status, attempts, next_attempt_at, last_error, created_at, sent_at";
+
+/// Columns: [`EMAIL_COLUMNS`].
+pub fn queued_email(row: &impl StoredRow) -> Result<QueuedEmail, StoreError> {
+    Ok(QueuedEmail {
+        id: EmailId::from_trusted(row.text("id")?),
+        order_id: OrderId::from_trusted(row.text("order_id")?),
+        kind: EmailKind::parse(&row.text("kind")?).ok_or_else(|| corrupt("email kind"))?,
+        recipient: row.text("recipient")?,
+        status: EmailStatus::parse(&row.text("status")?).ok_or_else(|| corrupt("email status"))?,
+        attempts: row.integer("attempts")?,
+        next_attempt_at: row.timestamp("next_attempt_at")?,
+        last_error: row.optional_text("last_error")?,
+        created_at: row.timestamp("created_at")?,
+        sent_at: row.optional_integer("sent_at")?.map(Timestamp::from_millis),
+    })
+}
+
+/// The columns [`email_attempt`] reads.
+pub const EMAIL_ATTEMPT_COLUMNS: &str = "email_id, attempt, attempted_at, outcome, reply";
+
+/// Columns: [`EMAIL_ATTEMPT_COLUMNS`] (`email_id` and `attempt` are for grouping and order).
+pub fn email_attempt(row: &impl StoredRow) -> Result<EmailAttempt, StoreError> {
+    Ok(EmailAttempt {
+        attempted_at: row.timestamp("attempted_at")?,
+        outcome: row.text("outcome")?,
+        reply: row.text("reply")?,
     })
 }

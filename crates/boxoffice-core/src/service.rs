@@ -14,10 +14,12 @@ use crate::failures::{Failure, FailureSink, LogSink, Severity};
 mod admin;
 pub mod checkout;
 mod errors;
+mod mail;
 use crate::holds::{Hold, HoldItem, HoldRequest, HoldStatus, ReservationStats};
 use crate::idempotency::IdempotencyKey;
 use crate::ids::{EventId, HoldId, JobRunId, OrderId, OrganizationId, TicketTypeId};
 use crate::jobs::{self, JobOutcome, JobRun};
+use crate::mail::{MailRetry, MailSender};
 use crate::money::{Cents, Currency};
 use crate::organizations::{Name, Organization};
 use crate::payments::{
@@ -60,6 +62,8 @@ pub struct Settings {
     pub error_events_per_group: u32,
     /// How failed alert deliveries are retried.
     pub alert_retry: AlertRetry,
+    /// How failed buyer e-mail deliveries are retried, and when they are given up.
+    pub mail_retry: MailRetry,
 }
 
 impl Default for Settings {
@@ -74,6 +78,7 @@ impl Default for Settings {
             error_retention: Duration::from_secs(30 * 24 * 60 * 60),
             error_events_per_group: 1_000,
             alert_retry: AlertRetry::default(),
+            mail_retry: MailRetry::default(),
         }
     }
 }
@@ -193,6 +198,7 @@ pub struct BoxOffice {
     provider: Option<Arc<dyn PaymentProvider>>,
     failures: Arc<dyn FailureSink>,
     alerts: Option<Arc<dyn AlertSender>>,
+    mail: Option<Arc<dyn MailSender>>,
 }
 
 impl BoxOffice {
@@ -205,6 +211,7 @@ impl BoxOffice {
             provider: None,
             failures: Arc::new(LogSink),
             alerts: None,
+            mail: None,
         }
     }
 

@@ -63,6 +63,20 @@ pub struct ServerConfig {
     pub error_events_per_group: u32,
     /// How often the error retention job runs.
     pub error_retention_interval: Duration,
+    /// Where buyer e-mail goes: `smtp://user:pass@host:587` (STARTTLS, required),
+    /// `smtps://…` (implicit TLS) or `smtp://host:port?tls=none` (plain); `None`: each
+    /// message is written as an `.eml` file into [`ServerConfig::mail_dir`]. A secret: it
+    /// may hold a password.
+    pub smtp_url: Option<SecretToken>,
+    /// The sender of buyer e-mail (`boxoffice@example.org` or `Box Office <…>`).
+    pub mail_from: String,
+    /// Where messages are written without an SMTP server; `None`: beside the SQLite file,
+    /// or `./boxoffice-mail` for PostgreSQL.
+    pub mail_dir: Option<PathBuf>,
+    /// How failed sends are retried, and when a message is given up.
+    pub mail_retry: boxoffice_core::mail::MailRetry,
+    /// How often queued e-mail is sent.
+    pub mail_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +107,11 @@ impl Default for ServerConfig {
             error_retention: Duration::from_secs(30 * 24 * 60 * 60),
             error_events_per_group: 1_000,
             error_retention_interval: Duration::from_secs(60 * 60),
+            smtp_url: None,
+            mail_from: "boxoffice@localhost".into(),
+            mail_dir: None,
+            mail_retry: boxoffice_core::mail::MailRetry::default(),
+            mail_interval: Duration::from_secs(5),
         }
     }
 }
@@ -101,15 +120,54 @@ impl ServerConfig {
     /// The spool directory: as configured, else beside the SQLite file (so it lives and
     /// goes with the database), else `boxoffice-error-spool` in the working directory.
     pub fn spool_dir(&self) -> PathBuf {
-        if let Some(dir) = &self.error_spool_dir {
+        self.beside_database(self.error_spool_dir.as_ref(), "error-spool")
+    }
+
+    /// The mail folder (used without `--smtp-url`): as configured, else beside the SQLite
+    /// file (`<db>-mail`), else `boxoffice-mail` in the working directory.
+    pub fn mail_dir(&self) -> PathBuf {
+        self.beside_database(self.mail_dir.as_ref(), "mail")
+    }
+
+    /// `configured`, else `<sqlite file>-<suffix>`, else `boxoffice-<suffix>`.
+    fn beside_database(&self, configured: Option<&PathBuf>, suffix: &str) -> PathBuf {
+        if let Some(dir) = configured {
             return dir.clone();
         }
         match self.database_url.strip_prefix("sqlite://") {
             Some(path) => {
                 let path = path.split('?').next().unwrap_or(path);
-                PathBuf::from(format!("{path}-error-spool"))
+                PathBuf::from(format!("{path}-{suffix}"))
             }
-            None => PathBuf::from("boxoffice-error-spool"),
+            None => PathBuf::from(format!("boxoffice-{suffix}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mail_folder_lives_beside_the_sqlite_file_unless_configured() {
+        let sqlite = ServerConfig {
+            database_url: "sqlite:///var/lib/boxoffice/shop.db?mode=rwc".into(),
+            ..ServerConfig::default()
+        };
+        assert_eq!(sqlite.mail_dir(), PathBuf::from("/var/lib/boxoffice/shop.db-mail"));
+        assert_eq!(
+            sqlite.spool_dir(),
+            PathBuf::from("/var/lib/boxoffice/shop.db-error-spool")
+        );
+        let postgres = ServerConfig {
+            database_url: "postgres://boxoffice@db/boxoffice".into(),
+            ..ServerConfig::default()
+        };
+        assert_eq!(postgres.mail_dir(), PathBuf::from("boxoffice-mail"));
+        let configured = ServerConfig {
+            mail_dir: Some("/srv/mail".into()),
+            ..postgres
+        };
+        assert_eq!(configured.mail_dir(), PathBuf::from("/srv/mail"));
     }
 }

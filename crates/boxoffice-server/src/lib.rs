@@ -3,14 +3,15 @@
 //!
 //! Layout: `http/` has one module per resource plus the shared plumbing (errors,
 //! extractors, middleware); `jobs/` the background tasks; `sentry/` parses Sentry's
-//! ingestion protocol; `startup` wires a store, the use cases, the router and the jobs
-//! into a running [`startup::Server`].
+//! ingestion protocol; `mail/` builds and sends buyer e-mail; `startup` wires a store,
+//! the use cases, the router and the jobs into a running [`startup::Server`].
 
 pub mod config;
 pub mod demo;
 pub mod error_store;
 pub mod http;
 pub mod jobs;
+pub mod mail;
 pub mod metrics;
 pub mod pages;
 pub mod payments;

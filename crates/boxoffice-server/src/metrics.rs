@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -39,6 +40,17 @@ struct ReasonLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EmailAttemptLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms to ~8 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 15))
@@ -61,6 +73,8 @@ pub struct Metrics {
     errors_dropped: Family<ReasonLabels, Counter>,
     envelope_items_dropped: Family<ReasonLabels, Counter>,
     alerts: Family<OutcomeLabels, Counter>,
+    email_attempts: Family<EmailAttemptLabels, Counter>,
+    emails: Family<StatusLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -154,7 +168,21 @@ impl Metrics {
             "Alert delivery attempts by outcome: sent, retry, failed",
             alerts.clone(),
         );
+        let email_attempts = Family::<EmailAttemptLabels, Counter>::default();
+        registry.register(
+            "email_attempts",
+            "Buyer e-mail delivery attempts by kind (confirmation, refund) and outcome (sent, failed)",
+            email_attempts.clone(),
+        );
+        let emails = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "emails",
+            "Buyer e-mails in the outbox by status (queued, sent, failed), as of the last email-sender run",
+            emails.clone(),
+        );
         Self {
+            email_attempts,
+            emails,
             webhooks,
             errors_received,
             errors_stored,
@@ -284,6 +312,28 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc_by(count);
+    }
+
+    /// Counts one attempt to send a buyer e-mail of `kind`, by outcome (`sent`, `failed`).
+    pub fn email_attempt(&self, kind: &str, outcome: &str) {
+        self.email_attempts
+            .get_or_create(&EmailAttemptLabels {
+                kind: kind.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets the outbox gauges: messages queued, sent and failed (the whole database's,
+    /// so every instance reports the same numbers).
+    pub fn email_counts(&self, queued: i64, sent: i64, failed: i64) {
+        for (status, count) in [("queued", queued), ("sent", sent), ("failed", failed)] {
+            self.emails
+                .get_or_create(&StatusLabels {
+                    status: status.to_owned(),
+                })
+                .set(count);
+        }
     }
 
     /// The Prometheus text exposition.

@@ -19,6 +19,7 @@ use crate::error_store::{ErrorPipeline, PipelineWriter, Spool};
 use crate::http::envelopes::Ingestion;
 use crate::http::middleware::RateLimiter;
 use crate::http::{self, AppState};
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::payments::StripeProvider;
 use crate::{demo, jobs, store, telemetry};
@@ -33,6 +34,7 @@ pub struct Server {
     demo_event: Option<EventWithTicketTypes>,
     fake_stripe_key: Option<String>,
     error_writer: PipelineWriter,
+    mail_folder: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -49,6 +51,7 @@ impl Server {
             error_retention: config.error_retention,
             error_events_per_group: config.error_events_per_group,
             alert_retry: config.alert_retry,
+            mail_retry: config.mail_retry,
             ..Settings::default()
         };
         telemetry::install_panic_hook();
@@ -67,6 +70,16 @@ impl Server {
         let mut boxoffice = BoxOffice::new(store, clock, settings)
             .with_failure_sink(Arc::new(errors.clone()))
             .with_payment_provider(Arc::new(StripeProvider::new(stripe.client.clone())));
+        let mailer = Mailer::new(
+            config.smtp_url.as_ref().map(SecretToken::expose),
+            &config.mail_from,
+            &config.mail_dir(),
+            metrics.clone(),
+        )
+        .context("setting up buyer e-mail")?;
+        tracing::info!(to = %mailer.describe(), from = %config.mail_from, "buyer e-mail");
+        let mail_folder = mailer.folder().map(std::path::Path::to_path_buf);
+        boxoffice = boxoffice.with_mail_sender(Arc::new(mailer));
         if let Some(url) = &config.alert_webhook_url {
             boxoffice = boxoffice.with_alert_sender(Arc::new(SlackWebhook::new(url.clone(), metrics.clone())?));
         }
@@ -114,6 +127,7 @@ impl Server {
             demo_event,
             fake_stripe_key,
             error_writer,
+            mail_folder,
         })
     }
 
@@ -132,6 +146,11 @@ impl Server {
     /// trying a purchase by hand; never a real Stripe key).
     pub fn fake_stripe_key(&self) -> Option<&str> {
         self.fake_stripe_key.as_deref()
+    }
+
+    /// The folder buyer e-mail is written to, when no SMTP server is configured.
+    pub fn mail_folder(&self) -> Option<&std::path::Path> {
+        self.mail_folder.as_deref()
     }
 
     /// The demo event, when this start seeded it.
@@ -168,6 +187,7 @@ impl Server {
                 boxoffice_core::jobs::ERROR_RETENTION,
                 self.config.error_retention_interval,
             ),
+            (boxoffice_core::jobs::EMAIL_SENDER, self.config.mail_interval),
         ];
         // The error writer stops after the jobs (their last failures still get stored).
         let stop_errors = CancellationToken::new();

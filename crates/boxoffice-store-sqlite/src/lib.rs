@@ -18,6 +18,7 @@ mod errors;
 mod events;
 mod holds;
 mod jobs;
+mod mail;
 mod organizations;
 mod payments;
 mod rows;
@@ -36,9 +37,10 @@ use boxoffice_core::errors::store::{
 };
 use boxoffice_core::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use boxoffice_core::holds::{Hold, ReservationStats};
-use boxoffice_core::ids::ErrorGroupId;
 use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, OrderId, OrganizationId, TicketTypeId};
+use boxoffice_core::ids::{EmailId, ErrorGroupId};
 use boxoffice_core::jobs::JobRun;
+use boxoffice_core::mail::{EmailAttempt, EmailDelivery, EmailStatus, EmailToSend, QueuedEmail};
 use boxoffice_core::organizations::Organization;
 use boxoffice_core::payments::{Begun, IdempotencyRecord, Order, OrderPhase, ProviderIntent, StoredResponse};
 use boxoffice_core::webhooks::{ApplyOutcome, EventStatus, IncomingEvent, StoredEvent, Ticket};
@@ -450,5 +452,39 @@ impl Store for SqliteStore {
     async fn list_recent_orders(&self, limit: u32) -> Result<Vec<Order>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(map_error)?;
         payments::list_recent(&mut conn, limit).await
+    }
+
+    async fn claim_emails(&self, now: Timestamp, lease_ms: i64, limit: u32) -> Result<Vec<EmailToSend>, StoreError> {
+        let mut tx = self.write().await?;
+        let claimed = mail::claim(&mut tx, now, lease_ms, limit).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn finish_email(&self, id: &EmailId, delivery: &EmailDelivery, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        mail::finish(&mut tx, id, delivery, now).await?;
+        tx.commit().await
+    }
+
+    async fn list_emails(
+        &self,
+        status: Option<EmailStatus>,
+        limit: u32,
+    ) -> Result<Vec<(QueuedEmail, Vec<EmailAttempt>)>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        mail::list(&mut conn, status, limit).await
+    }
+
+    async fn retry_email(&self, id: &EmailId, now: Timestamp) -> Result<QueuedEmail, StoreError> {
+        let mut tx = self.write().await?;
+        let email = mail::retry(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(email)
+    }
+
+    async fn email_counts(&self) -> Result<(i64, i64, i64), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        mail::counts(&mut conn).await
     }
 }

@@ -4,6 +4,7 @@
 
 use boxoffice_core::holds::{Hold, HoldStatus};
 use boxoffice_core::ids::OrderId;
+use boxoffice_core::mail::EmailKind;
 use boxoffice_core::payments::{Order, OrderStatus};
 use boxoffice_core::rows::{self, EVENT_LISTING_COLUMNS, ORDER_COLUMNS};
 use boxoffice_core::webhooks::{
@@ -13,7 +14,7 @@ use boxoffice_core::{StoreError, Timestamp};
 use sqlx::{Row, SqliteConnection};
 
 use crate::rows::Columns;
-use crate::{holds, map_error};
+use crate::{holds, mail, map_error};
 
 pub(crate) async fn record(
     conn: &mut SqliteConnection,
@@ -228,6 +229,8 @@ async fn paid(
     hold.stored_status = HoldStatus::Completed;
     let issued = issue_tickets(conn, order, &hold, now).await?;
     set_order_status(conn, &order.id, OrderStatus::Paid, now).await?;
+    // The confirmation commits with the payment: exactly one per paid order.
+    mail::enqueue(conn, &order.id, EmailKind::Confirmation, now).await?;
     Ok(ApplyOutcome::Applied(if on_time {
         format!("order paid, {issued} tickets issued")
     } else {
@@ -329,6 +332,7 @@ async fn refunded(conn: &mut SqliteConnection, order: &Order, now: Timestamp) ->
         }
     }
     set_order_status(conn, &order.id, OrderStatus::Refunded, now).await?;
+    mail::enqueue(conn, &order.id, EmailKind::Refund, now).await?;
     Ok(ApplyOutcome::Applied(
         "order refunded; tickets void, capacity released".into(),
     ))
@@ -362,6 +366,7 @@ pub(crate) async fn complete_late_refund(
         .execute(&mut *conn)
         .await
         .map_err(map_error)?;
+    mail::enqueue(conn, order, EmailKind::Refund, now).await?;
     sqlx::query(
         "UPDATE webhook_events SET status = 'applied', applied_at = ?, last_error = NULL,
              outcome = 'paid after the reservation ran out and the tickets were gone: refunded automatically'

@@ -195,6 +195,32 @@ struct ServeArgs {
     /// The newest events kept per error group (older ones are pruned hourly).
     #[arg(long, env = "BOXOFFICE_ERROR_EVENTS_PER_GROUP", default_value_t = 1000)]
     error_events_per_group: u32,
+
+    /// Where buyer e-mail (tickets, refund notices) is sent: `smtp://user:pass@host:587`
+    /// (STARTTLS, required), `smtps://user:pass@host:465` (implicit TLS), or
+    /// `smtp://host:25?tls=none` (no encryption: a local relay). Percent-encode special
+    /// characters of the user and password. When unset, each message is written as an
+    /// `.eml` file into --mail-dir.
+    #[arg(long, env = "BOXOFFICE_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+
+    /// The sender of buyer e-mail (`tickets@example.org` or `Box Office <tickets@example.org>`).
+    #[arg(long, env = "BOXOFFICE_MAIL_FROM", default_value = "boxoffice@localhost")]
+    mail_from: String,
+
+    /// Where buyer e-mail is written when --smtp-url is unset [default: beside the SQLite
+    /// file (<db>-mail), or ./boxoffice-mail with PostgreSQL].
+    #[arg(long, env = "BOXOFFICE_MAIL_DIR")]
+    mail_dir: Option<std::path::PathBuf>,
+
+    /// How long a message is retried (with backoff from 30 s up to 30 min between
+    /// attempts) before it is given up, recorded as an error (component `email`) and alerted.
+    #[arg(long, env = "BOXOFFICE_MAIL_GIVE_UP", default_value = "24h", value_parser = parse_duration)]
+    mail_give_up: Duration,
+
+    /// How often queued buyer e-mail is sent (`0s` turns sending off on this instance).
+    #[arg(long, env = "BOXOFFICE_MAIL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    mail_interval: Duration,
 }
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
@@ -368,6 +394,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         error_rate_limit_per_minute: args.error_rate_limit_per_minute,
         error_retention: args.error_retention,
         error_events_per_group: args.error_events_per_group,
+        smtp_url: args.smtp_url.map(SecretToken::new),
+        mail_from: args.mail_from,
+        mail_dir: args.mail_dir,
+        mail_retry: boxoffice_core::mail::MailRetry {
+            give_up_after: args.mail_give_up,
+            ..boxoffice_core::mail::MailRetry::default()
+        },
+        mail_interval: args.mail_interval,
         ..ServerConfig::default()
     };
     let server = startup::Server::build(config.clone(), Arc::new(SystemClock)).await?;
@@ -379,6 +413,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(key) = server.fake_stripe_key() {
         println!("Stripe test double: {base}/_fake-stripe  (API key: {key})");
     }
+    if let Some(folder) = server.mail_folder() {
+        println!("Buyer e-mail: written to {} (no --smtp-url)", folder.display());
+    }
     if let Some(event) = server.demo_event() {
         println!("Demo event seeded: {} ({})", event.event.name.as_str(), event.event.id);
         println!("  {base}/api/v1/events/{}", event.event.id);
@@ -387,6 +424,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("  box office:  {base}/   (test cards: 4242 4242 4242 4242 pays, 4000 0000 0000 0002 is declined)");
     println!("  dashboard:   {base}/admin   (log in with the operator token)");
     println!("  API:         {base}/api/v1/events   (OpenAPI: {base}/api/openapi.json)");
+
     tracing::info!(listen = %server.local_addr(), database = %store::redact(&config.database_url), "serving");
     server.run(startup::shutdown_signal()).await
 }

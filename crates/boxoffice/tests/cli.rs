@@ -49,6 +49,14 @@ fn help_explains_every_flag_and_its_environment_variable() {
         "--rate-limit-per-minute",
         "BOXOFFICE_RATE_LIMIT_PER_MINUTE",
         "--demo",
+        "--smtp-url",
+        "BOXOFFICE_SMTP_URL",
+        "--mail-from",
+        "BOXOFFICE_MAIL_FROM",
+        "--mail-dir",
+        "BOXOFFICE_MAIL_DIR",
+        "--mail-give-up",
+        "BOXOFFICE_MAIL_GIVE_UP",
     ] {
         assert!(serve_help.contains(expected), "{expected} missing:\n{serve_help}");
     }
@@ -212,6 +220,105 @@ async fn the_demo_serves_a_box_office_and_prints_the_operator_token_once() {
     assert_eq!(status, 200);
     assert_eq!(stats["active"], 1, "the hold survived the restart");
     terminate(again);
+}
+
+#[tokio::test]
+async fn without_an_smtp_url_the_demo_writes_ticket_email_beside_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let url = format!("sqlite://{}", db.display());
+    let running = start_with(&url, &["--demo", "--mail-interval", "200ms"], &[]);
+    let mail_dir = dir.path().join("demo.db-mail");
+    assert!(
+        running
+            .lines
+            .iter()
+            .any(|l| l.starts_with("Buyer e-mail: written to") && l.contains(&mail_dir.display().to_string())),
+        "where mail goes is printed: {:?}",
+        running.lines
+    );
+    let key = running
+        .lines
+        .iter()
+        .find_map(|l| l.split("API key: ").nth(1))
+        .unwrap()
+        .trim_end_matches(|c: char| c == ')' || c.is_whitespace())
+        .to_owned();
+    let client = reqwest::Client::new();
+    let events = get(&client, &running.base, "/api/v1/events", None).await.1;
+    let event = &events["data"][0];
+    let hold = client
+        .post(format!("{}/api/v1/reservations", running.base))
+        .json(&serde_json::json!({
+            "event_id": event["id"], "customer_email": "ana@example.org",
+            "items": [{ "ticket_type_id": event["ticket_types"][0]["id"], "quantity": 1 }],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hold.status(), 201);
+    let hold: Value = hold.json().await.unwrap();
+    let intent: Value = client
+        .post(format!(
+            "{}/api/v1/reservations/{}/payment-intent",
+            running.base,
+            hold["id"].as_str().unwrap()
+        ))
+        .header("idempotency-key", "cli-mail")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let confirmed = client
+        .post(format!(
+            "{}/_fake-stripe/v1/payment_intents/{}/confirm",
+            running.base,
+            intent["payment_intent_id"].as_str().unwrap()
+        ))
+        .bearer_auth(&key)
+        .form(&[("payment_method", "pm_card_visa")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    // The webhook marks the order paid; the sender job (every 200 ms) writes the message.
+    let mut files = Vec::new();
+    for _ in 0..100 {
+        files = std::fs::read_dir(&mail_dir)
+            .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        if !files.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(files.len(), 1, "one message: {files:?}");
+    assert!(files[0].extension().is_some_and(|ext| ext == "eml"), "{files:?}");
+    let message = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(message.contains("To: ana@example.org"), "{message}");
+    assert!(message.contains("From: boxoffice@localhost"), "{message}");
+    assert_eq!(message.matches("Content-Type: image/png").count(), 1);
+    terminate(running);
+}
+
+#[test]
+fn an_unusable_smtp_url_stops_the_start_without_showing_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("mail.db").display());
+    let out = boxoffice()
+        .args(["--listen", "127.0.0.1:0", "--database-url", &url])
+        .env(
+            "BOXOFFICE_SMTP_URL",
+            "smtp://ana:hunter2secret@mail.example.org?tls=opportunistic",
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tls=required"), "the error says what to use: {stderr}");
+    assert!(!stderr.contains("hunter2secret"), "{stderr}");
 }
 
 async fn get(client: &reqwest::Client, base: &str, path: &str, token: Option<&str>) -> (u16, Value) {

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod emails;
 pub mod envelopes;
 pub mod error;
 pub mod errors;
@@ -110,7 +111,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/errors", get(errors::list_groups))
         .route("/api/v1/admin/errors/{group_id}", get(errors::get_group))
         .route("/api/v1/admin/errors/{group_id}/resolve", post(errors::resolve_group))
-        .route("/api/v1/admin/jobs/{job}/run", post(admin::run_job));
+        .route("/api/v1/admin/jobs/{job}/run", post(admin::run_job))
+        .route("/api/v1/admin/emails", get(emails::list))
+        .route("/api/v1/admin/emails/{email_id}/retry", post(emails::retry));
 
     // Sentry ingestion: open to browsers on any origin, limited per project (not per
     // address: many browsers share a project), with a body limit of its own.

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, errors, events, health, holds, organizations, payments, webhooks};
+use super::{admin, emails, errors, events, health, holds, organizations, payments, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,7 @@ use super::{admin, errors, events, health, holds, organizations, payments, webho
         admin::reservation_stats, admin::job_runs, admin::run_job,
         webhooks::receive_stripe, webhooks::list_events,
         errors::report, errors::list_groups, errors::get_group, errors::resolve_group,
+        emails::list, emails::retry,
         health::healthz, health::readyz, health::metrics,
     ),
     modifiers(&BearerAuth),

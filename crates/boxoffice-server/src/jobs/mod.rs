@@ -28,8 +28,15 @@ pub async fn run_once(job: &str, boxoffice: &BoxOffice, metrics: &Metrics) -> Op
         jobs::WEBHOOK_RECONCILER => boxoffice.reconcile_webhooks().await,
         jobs::ALERT_SENDER => boxoffice.deliver_alerts().await,
         jobs::ERROR_RETENTION => boxoffice.prune_errors().await.map(|(run, _)| run),
+        jobs::EMAIL_SENDER => boxoffice.deliver_emails().await,
         _ => return None,
     };
+    if job == jobs::EMAIL_SENDER {
+        // The outbox gauges, refreshed with each run; a failed count leaves the last ones.
+        if let Ok((queued, sent, failed)) = boxoffice.email_counts().await {
+            metrics.email_counts(queued, sent, failed);
+        }
+    }
     match &result {
         Ok(run) => {
             let succeeded = run.outcome == JobOutcome::Succeeded;

@@ -127,7 +127,7 @@ fn minor_digits(currency: &str) -> u32 {
 }
 
 /// An amount for people: `€25.00`, `$9.50`, `1,000 JPY`-style (`1000 JPY`).
-fn money(amount: Cents, currency: Currency) -> String {
+pub(crate) fn money(amount: Cents, currency: Currency) -> String {
     let code = currency.as_str();
     let digits = minor_digits(code);
     let cents = amount.get();
@@ -148,7 +148,7 @@ fn money(amount: Cents, currency: Currency) -> String {
 }
 
 /// An instant for people, in UTC: `Sat 1 June 2030, 19:30 UTC`.
-fn display_time(at: Timestamp) -> String {
+pub(crate) fn display_time(at: Timestamp) -> String {
     let format = time::macros::format_description!(
         "[weekday repr:short] [day padding:none] [month repr:long] [year], [hour]:[minute] UTC"
     );

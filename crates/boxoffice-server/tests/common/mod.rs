@@ -104,6 +104,15 @@ pub struct AppOptions {
     pub error_retention: Duration,
     /// The newest events kept per error group.
     pub error_events_per_group: u32,
+    /// Where buyer e-mail goes (`smtp://127.0.0.1:PORT?tls=none` for a test sink); `None`:
+    /// `.eml` files in the mail folder.
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
+    /// The mail folder; `None`: a fresh temporary directory.
+    pub mail_dir: Option<std::path::PathBuf>,
+    pub mail_retry: boxoffice_core::mail::MailRetry,
+    /// How often queued e-mail is sent (`ZERO`: tests run the job themselves).
+    pub mail_interval: Duration,
 }
 
 impl Default for AppOptions {
@@ -127,6 +136,11 @@ impl Default for AppOptions {
             sentry_dsn: None,
             error_retention: ServerConfig::default().error_retention,
             error_events_per_group: ServerConfig::default().error_events_per_group,
+            smtp_url: None,
+            mail_from: ServerConfig::default().mail_from,
+            mail_dir: None,
+            mail_retry: boxoffice_core::mail::MailRetry::default(),
+            mail_interval: Duration::ZERO,
         }
     }
 }
@@ -140,6 +154,9 @@ pub struct TestApp {
     /// The error spool directory.
     pub spool_dir: std::path::PathBuf,
     _spool: Option<tempfile::TempDir>,
+    /// The mail folder (where messages go without an SMTP URL).
+    pub mail_dir: std::path::PathBuf,
+    _mail: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -150,6 +167,13 @@ pub async fn spawn_app(database: &TestDatabase, options: AppOptions) -> TestApp 
         None => {
             let dir = tempfile::tempdir().unwrap();
             (dir.path().join("spool"), Some(dir))
+        }
+    };
+    let (mail_dir, mail_tempdir) = match &options.mail_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let dir = tempfile::tempdir().unwrap();
+            (dir.path().join("mail"), Some(dir))
         }
     };
     let config = ServerConfig {
@@ -177,6 +201,11 @@ pub async fn spawn_app(database: &TestDatabase, options: AppOptions) -> TestApp 
         sentry_dsn: options.sentry_dsn.clone(),
         error_retention: options.error_retention,
         error_events_per_group: options.error_events_per_group,
+        smtp_url: options.smtp_url.as_deref().map(SecretToken::new),
+        mail_from: options.mail_from.clone(),
+        mail_dir: Some(mail_dir.clone()),
+        mail_retry: options.mail_retry,
+        mail_interval: options.mail_interval,
         ..ServerConfig::default()
     };
     let clock: Arc<dyn Clock> = match &options.clock {
@@ -198,6 +227,8 @@ pub async fn spawn_app(database: &TestDatabase, options: AppOptions) -> TestApp 
         store,
         spool_dir,
         _spool: spool_tempdir,
+        mail_dir,
+        _mail: mail_tempdir,
         shutdown: Some(tx),
         task: Some(task),
     }
