@@ -27,7 +27,7 @@
 #   BENCH_WARMUP_SECONDS  unrecorded warm-up per engine (own ticket type), default 2; 0 = none
 #   BENCH_ENGINES         default "sqlite postgres"
 #   BENCH_BIN             use this boxoffice binary instead of building one
-#   BENCH_SUITES          default "holds payments webhooks errors"; payments = replay latency
+#   BENCH_SUITES          default "holds ceiling payments webhooks errors"; payments = replay latency
 #                         relative to GET of the order, and PaymentIntent creations per
 #                         second against the in-process Stripe double
 #                         (scripts/lib/bench_payments.py); webhooks = signed deliveries
@@ -35,6 +35,10 @@
 #                         errors = Sentry envelopes stored and grouped per second
 #                         (wrk, a distinct event per request, BENCH_ERROR_CLIENTS senders;
 #                         afterwards the stored count is compared with the 200 answers)
+#                         ceiling = (PostgreSQL only) the database's own one-hold ceiling:
+#                         pgbench running the equivalent transaction (a conditional
+#                         UPDATE of one hot counter row + one INSERT) at the same client
+#                         counts, printed beside boxoffice's holds/s with their ratio
 #   BENCH_PAYMENT_CLIENTS clients for the payments suite, default 8
 #   BENCH_ERROR_CLIENTS   concurrent senders for the errors suite, default 8
 #   BOXOFFICE_TEST_POSTGRES_URL, BOXOFFICE_TEST_FORCE_THROWAWAY_PG  as for scripts/test.sh
@@ -56,7 +60,7 @@ BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_WARMUP_SECONDS=${BENCH_WARMUP_SECONDS:-2}
 BENCH_ENGINES=${BENCH_ENGINES:-"sqlite postgres"}
 BENCH_BIN=${BENCH_BIN:-}
-BENCH_SUITES=${BENCH_SUITES:-"holds payments webhooks errors"}
+BENCH_SUITES=${BENCH_SUITES:-"holds ceiling payments webhooks errors"}
 BENCH_ERROR_CLIENTS=${BENCH_ERROR_CLIENTS:-8}
 [[ $BENCH_ERROR_CLIENTS =~ ^[0-9]+$ && $BENCH_ERROR_CLIENTS -ge 1 && $BENCH_ERROR_CLIENTS -le 256 ]] ||
     bo_die "BENCH_ERROR_CLIENTS must be 1..256, got '$BENCH_ERROR_CLIENTS'"
@@ -373,6 +377,45 @@ PY
     ) || bo_die "$engine: cannot parse the errors result: $line"
 }
 
+# run_pgbench_ceiling DATABASE_URL — the database's own ceiling for one hold per
+# transaction: pgbench runs a conditional UPDATE of one hot counter row (the shape of
+# boxoffice's capacity check) plus one INSERT (the hold), each transaction committed
+# durably, at every client count of BENCH_CONCURRENCY. Appends to ceiling_results.
+ceiling_results=() # "clients tps latency_avg_ms"
+run_pgbench_ceiling() {
+    local url=$1 c
+    command -v pgbench >/dev/null 2>&1 || bo_apt_install postgresql-contrib
+    command -v pgbench >/dev/null 2>&1 || bo_die "pgbench not found (package postgresql-client or postgresql-contrib)"
+    bo_pg_psql "$url" -q -c "
+        drop table if exists ceiling_holds, ceiling_counters;
+        create table ceiling_counters (id int primary key, capacity bigint not null,
+            sold bigint not null, held bigint not null);
+        create table ceiling_holds (id text primary key, counter_id int not null,
+            quantity int not null, created_at timestamptz not null);
+        insert into ceiling_counters values (1, 1000000000000, 0, 0);" ||
+        bo_die "could not create the pgbench tables"
+    cat >"$WORK/ceiling.sql" <<'SQL'
+BEGIN;
+UPDATE ceiling_counters SET held = held + 1 WHERE id = 1 AND capacity - sold - held >= 1;
+INSERT INTO ceiling_holds (id, counter_id, quantity, created_at) VALUES (md5(random()::text || clock_timestamp()::text), 1, 1, now());
+COMMIT;
+SQL
+    for c in "${levels[@]}"; do
+        local threads=$((c < threads_max ? c : threads_max)) out="$WORK/pgbench-$c.txt"
+        bo_log "postgres: pgbench ceiling, $c client(s), ${BENCH_SECONDS}s"
+        timeout --kill-after=10 "$((BENCH_SECONDS + 60))" \
+            pgbench -n -f "$WORK/ceiling.sql" -c "$c" -j "$threads" -T "$BENCH_SECONDS" "$url" >"$out" 2>&1 ||
+            { cat "$out" >&2; bo_die "pgbench failed at $c clients"; }
+        local tps latency
+        tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out" | head -n 1)
+        latency=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$out" | head -n 1)
+        [[ -n $tps ]] || { cat "$out" >&2; bo_die "no tps in pgbench's output"; }
+        ceiling_results+=("$c $(printf '%.1f' "$tps") ${latency:--}")
+        bo_log "postgres: pgbench ceiling at $c client(s): $tps transactions/s, average latency ${latency:-?} ms"
+    done
+    bo_pg_psql "$url" -q -c "drop table ceiling_holds, ceiling_counters" || true
+}
+
 # --- the benchmark ------------------------------------------------------------------
 results=() # "engine clients holds_per_s created non201 socket_errors p50 p99"
 payment_results=() # "engine clients get_p50 replay_p50 ratio creations_per_s created failures"
@@ -397,6 +440,10 @@ bench_engine() {
             pg_note="PostgreSQL $(bo_pg_psql "$BO_PG_URL" -At -c 'show server_version') ($BO_PG_SOURCE)"
             ;;
     esac
+    if [[ $engine == postgres && " $BENCH_SUITES " == *" ceiling "* ]]; then
+        # Before the server starts, so the two never share the machine.
+        run_pgbench_ceiling "$url"
+    fi
     start_server "$engine" "$url"
 
     local org ev tt c
@@ -499,6 +546,25 @@ webhook_table() {
     done
 }
 
+# The pgbench ceiling beside boxoffice's PostgreSQL holds/s at the same client count.
+ceiling_table() {
+    printf '| clients | pgbench one-hold transactions/s | pgbench avg latency ms | boxoffice holds/s (HTTP) | boxoffice / pgbench |\n'
+    printf '|---:|---:|---:|---:|---:|\n'
+    local r c tps lat holds h e cl rps
+    for r in "${ceiling_results[@]}"; do
+        read -r c tps lat <<<"$r"
+        holds=""
+        for h in "${results[@]}"; do
+            read -r e cl rps _ <<<"$h"
+            if [[ $e == postgres && $cl == "$c" && -z $holds ]]; then
+                holds=$rps
+            fi
+        done
+        printf '| %s | %s | %s | %s | %s |\n' "$c" "$tps" "$lat" "${holds:--}" \
+            "$(if [[ -n $holds ]]; then python3 -c "print('%.2f' % ($holds / $tps))"; else echo -; fi)"
+    done
+}
+
 error_table() {
     printf '| engine | senders | events stored/s | answered 200 | other answers | socket errors | stored | lost | p50 ms | p99 ms | groups |\n'
     printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
@@ -525,6 +591,10 @@ report="bench-results/holds-$(date -u +%Y-%m-%d-%H%M%S).md"
     printf -- '- load: wrk on the same machine, 127.0.0.1, threads = min(clients, %s)\n\n' "$threads_max"
     table
     printf '\nholds/s counts 201 answers only; other answers (non-2xx, e.g. 409 sold_out or 429) and socket errors are not holds. p50/p99 cover all answers.\n'
+    if [[ ${#ceiling_results[@]} -gt 0 ]]; then
+        printf '\n## The database ceiling (pgbench, one hold per transaction, same PostgreSQL)\n\n'
+        ceiling_table
+    fi
     if [[ ${#payment_results[@]} -gt 0 ]]; then
         printf '\n## Payments (scripts/lib/bench_payments.py, Python keep-alive clients)\n\n'
         payment_table
@@ -541,6 +611,10 @@ report="bench-results/holds-$(date -u +%Y-%m-%d-%H%M%S).md"
 
 echo
 table
+if [[ ${#ceiling_results[@]} -gt 0 ]]; then
+    echo
+    ceiling_table
+fi
 if [[ ${#payment_results[@]} -gt 0 ]]; then
     echo
     payment_table
