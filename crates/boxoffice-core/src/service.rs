@@ -147,6 +147,14 @@ pub enum Error {
     Store(StoreError),
 }
 
+impl Error {
+    /// Whether the database could not be reached (as opposed to refusing the request):
+    /// worth waiting for, not worth blaming the request for.
+    pub fn is_database_unavailable(&self) -> bool {
+        matches!(self, Error::Store(StoreError::Unavailable(_)))
+    }
+}
+
 impl From<StoreError> for Error {
     fn from(err: StoreError) -> Self {
         match err {

@@ -135,7 +135,7 @@ impl Metrics {
         let errors_received = Family::<SourceLabels, Counter>::default();
         registry.register(
             "errors_received",
-            "Error events received, by source: api, envelope, server",
+            "Error events received, by source: api, envelope, browser, server",
             errors_received.clone(),
         );
         let errors_stored = Counter::default();

@@ -22,3 +22,19 @@ pub mod store;
 pub use grouping::{Fingerprint, Frame, GROUPING_VERSION, fingerprint, normalize_message, title};
 pub use scrub::{scrub_text, scrub_value};
 pub use sentry_event::prepare_sentry_event;
+
+/// The longest message, error type or stack trace kept, in bytes, whatever the source
+/// (the JSON API, a Sentry event, boxoffice's own failures); the rest is cut.
+pub const MAX_ERROR_TEXT: usize = 16 * 1024;
+
+/// `text` cut to [`MAX_ERROR_TEXT`] bytes at a character boundary, saying so.
+pub fn cut_text(text: &str) -> String {
+    if text.len() <= MAX_ERROR_TEXT {
+        return text.to_owned();
+    }
+    let mut end = MAX_ERROR_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [cut]", text.get(..end).unwrap_or_default())
+}

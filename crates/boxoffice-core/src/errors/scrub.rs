@@ -85,12 +85,28 @@ const IP_KEYS: &[&str] = &[
     "remote_ip",
     "remote_addr",
     "x_forwarded_for",
+    "x_forwarded",
+    "forwarded_for",
     "x_real_ip",
     "x_client_ip",
+    "x_cluster_client_ip",
     "forwarded",
     "cf_connecting_ip",
     "true_client_ip",
+    "fastly_client_ip",
 ];
+
+/// Whether a key names a client address (`ip_address`, `REMOTE_ADDR`, `X-Forwarded-For`,
+/// …): matched whole after lower-casing, `-` and spaces as `_`, a CGI `http_` prefix
+/// dropped. Scrubbing replaces such values; the Sentry event reader removes them.
+pub fn is_client_address_key(key: &str) -> bool {
+    // The longest listed key with an `http_` prefix has 24 characters.
+    if key.len() > 32 {
+        return false;
+    }
+    let normalized = normalize_key(key);
+    IP_KEYS.contains(&normalized.strip_prefix("http_").unwrap_or(&normalized))
+}
 
 /// Keys whose string value is an e-mail address even when it does not look like one.
 const EMAIL_KEYS: &[&str] = &["email", "e_mail", "email_address", "user_email"];

@@ -17,8 +17,9 @@
 
 use serde_json::{Map, Value, json};
 
+use super::cut_text as cut;
 use super::grouping::{self, Frame};
-use super::scrub::{FILTERED, MAX_DEPTH, TOO_DEEP, scrub_value};
+use super::scrub::{FILTERED, MAX_DEPTH, TOO_DEEP, is_client_address_key, scrub_value};
 use super::store::ErrorReport;
 use crate::clock::Timestamp;
 use crate::failures::Severity;
@@ -31,36 +32,11 @@ pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 /// The key that marks a payload whose bulky parts were dropped.
 pub const TRUNCATED_KEY: &str = "_boxoffice_truncated";
 
-/// The longest message or error type kept, in bytes (as for the JSON API).
-const MAX_ERROR_TEXT: usize = 16 * 1024;
-
 /// The longest component, request id, release or environment, in characters.
 const MAX_LABEL_CHARS: usize = 200;
 
 /// The frame fields that hold variables and source code: bulky, and dropped first from frames.
 const FRAME_BULK_KEYS: &[&str] = &["vars", "pre_context", "context_line", "post_context"];
-
-/// Keys that carry a client address, matched whole after lower-casing, turning `-` and
-/// spaces into `_` and dropping a CGI `http_` prefix (the list of `scrub.rs`, and a few more
-/// proxy headers).
-const CLIENT_ADDRESS_KEYS: &[&str] = &[
-    "ip",
-    "ip_address",
-    "ipaddress",
-    "client_ip",
-    "remote_ip",
-    "remote_addr",
-    "x_forwarded_for",
-    "x_forwarded",
-    "forwarded_for",
-    "x_real_ip",
-    "x_client_ip",
-    "x_cluster_client_ip",
-    "forwarded",
-    "cf_connecting_ip",
-    "true_client_ip",
-    "fastly_client_ip",
-];
 
 /// Turns the payload of a Sentry `event` item into a report for `scope`.
 ///
@@ -211,22 +187,6 @@ fn forget_client_addresses(root: &mut Value) {
             _ => {}
         }
     }
-}
-
-fn is_client_address_key(key: &str) -> bool {
-    // The longest listed key with an `http_` prefix has 24 characters.
-    if key.len() > 32 {
-        return false;
-    }
-    let normalized: String = key
-        .chars()
-        .map(|c| match c {
-            '-' | ' ' => '_',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect();
-    let bare = normalized.strip_prefix("http_").unwrap_or(&normalized);
-    CLIENT_ADDRESS_KEYS.contains(&bare)
 }
 
 /// `["X-Forwarded-For", "…"]`: Sentry's list form of headers, cookies, tags and env.
@@ -458,18 +418,6 @@ fn strip_frame_bulk(event: &mut Map<String, Value>) {
             _ => {}
         }
     }
-}
-
-/// `text` cut to [`MAX_ERROR_TEXT`] bytes, saying so.
-fn cut(text: &str) -> String {
-    if text.len() <= MAX_ERROR_TEXT {
-        return text.to_owned();
-    }
-    let mut end = MAX_ERROR_TEXT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [cut]", text.get(..end).unwrap_or_default())
 }
 
 /// `text` cut to [`MAX_LABEL_CHARS`] characters.
@@ -945,7 +893,7 @@ mod tests {
         assert_eq!(report.environment, None);
         assert_eq!(report.component, None);
         assert_eq!(report.request_id.as_deref(), Some("rid"));
-        assert!(report.message.len() <= MAX_ERROR_TEXT + 16);
+        assert!(report.message.len() <= crate::errors::MAX_ERROR_TEXT + 16);
         assert!(report.message.ends_with("[cut]"));
         assert!(report.title.chars().count() <= grouping::MAX_TITLE_CHARS);
     }

@@ -8,6 +8,7 @@ use super::{BoxOffice, Error, minus, require_operator};
 use crate::auth::Caller;
 use crate::clock::Timestamp;
 use crate::errors::alerts::AlertSender;
+use crate::errors::cut_text as cut;
 use crate::errors::grouping::{self, Frame};
 use crate::errors::scrub::{scrub_text, scrub_value};
 use crate::errors::store::{
@@ -24,9 +25,6 @@ const ALERT_BATCH: u32 = 50;
 /// How long a claimed alert is hidden from other instances: longer than one delivery
 /// attempt (the sender's timeout), so an alert is never sent twice at once.
 const ALERT_LEASE_MS: i64 = 60_000;
-
-/// The longest message or stack trace kept; the rest is cut (and says so).
-const MAX_ERROR_TEXT: usize = 16 * 1024;
 
 /// An error as a client reports it (`POST /api/v1/errors`), before scrubbing.
 #[derive(Debug, Clone, Default)]
@@ -45,17 +43,6 @@ pub struct ErrorInput {
     pub fingerprint: Option<Vec<String>>,
     /// The request it happened in.
     pub request_id: Option<String>,
-}
-
-fn cut(text: &str) -> String {
-    if text.len() <= MAX_ERROR_TEXT {
-        return text.to_owned();
-    }
-    let mut end = MAX_ERROR_TEXT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [cut]", &text[..end])
 }
 
 /// Turns a reported error into a report ready to store: scrubbed first, then

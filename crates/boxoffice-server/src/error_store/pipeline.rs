@@ -261,7 +261,7 @@ impl PipelineWriter {
                 recorded.into_iter().map(|r| Ok(Accepted::Stored(r))).collect()
             }
             // The database is down: everything waits in the spool.
-            Err(err) if database_down(&err) || reports.len() == 1 => {
+            Err(err) if err.is_database_unavailable() || reports.len() == 1 => {
                 tracing::warn!(
                     error = %error_chain(&err),
                     count = reports.len(),
@@ -326,13 +326,6 @@ async fn record_within(
             ),
         )),
     }
-}
-
-fn database_down(err: &boxoffice_core::service::Error) -> bool {
-    matches!(
-        err,
-        boxoffice_core::service::Error::Store(boxoffice_core::StoreError::Unavailable(_))
-    )
 }
 
 async fn drain(shared: &Shared, boxoffice: &BoxOffice) {

@@ -234,7 +234,7 @@ impl Spool {
                     // Held against the file only when the database answers otherwise: an
                     // outage, however long, never sets a batch aside.
                     let database_answers = boxoffice.store().ping().await.is_ok();
-                    if database_answers && !is_unavailable(&err) {
+                    if database_answers && !err.is_database_unavailable() {
                         self.count_failure(path, &err, text.len() as u64);
                     }
                     drained.left = (files.len() - index) as u64;
@@ -268,11 +268,4 @@ impl Spool {
             }
         }
     }
-}
-
-fn is_unavailable(err: &boxoffice_core::service::Error) -> bool {
-    matches!(
-        err,
-        boxoffice_core::service::Error::Store(boxoffice_core::StoreError::Unavailable(_))
-    )
 }
