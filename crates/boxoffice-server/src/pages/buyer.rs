@@ -11,6 +11,8 @@
 //! under way: the page sends no beacon once "Pay" was pressed, and the server keeps the
 //! hold whenever a payment was started and may be under way or have succeeded.
 
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
 use std::collections::{HashMap, HashSet};
 use std::sync::{LazyLock, Mutex};
 
@@ -173,24 +175,6 @@ fn minutes_seconds(seconds: i64) -> String {
     format!("{}:{:02}", seconds / 60, seconds % 60)
 }
 
-/// Standard base64 (RFC 4648, padded), for `data:` URIs.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// A QR code of `text` as an SVG `data:` URI (CSP: `img-src 'self' data:`). The URI is
 /// made of a fixed prefix and base64 only, so it is safe in an attribute as it is.
 fn qr_data_uri(text: &str) -> Option<String> {
@@ -200,37 +184,16 @@ fn qr_data_uri(text: &str) -> Option<String> {
         .min_dimensions(200, 200)
         .quiet_zone(true)
         .build();
-    Some(format!("data:image/svg+xml;base64,{}", base64(svg.as_bytes())))
+    Some(format!(
+        "data:image/svg+xml;base64,{}",
+        BASE64_STANDARD.encode(svg.as_bytes())
+    ))
 }
 
-/// The fields of an `application/x-www-form-urlencoded` body, in order.
+/// The fields of an `application/x-www-form-urlencoded` body, in order (the same decoder
+/// as the dashboard's forms; lenient as browsers are: a stray `%` stays as it is).
 fn parse_form(body: &[u8]) -> Vec<(String, String)> {
-    fn decode(raw: &[u8]) -> String {
-        let mut out = Vec::with_capacity(raw.len());
-        let mut i = 0;
-        while i < raw.len() {
-            match raw[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < raw.len() && raw[i + 1].is_ascii_hexdigit() && raw[i + 2].is_ascii_hexdigit() => {
-                    let hex = |digit: u8| char::from(digit).to_digit(16).and_then(|d| u8::try_from(d).ok());
-                    out.push(hex(raw[i + 1]).unwrap_or(0) * 16 + hex(raw[i + 2]).unwrap_or(0));
-                    i += 2;
-                }
-                byte => out.push(byte),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    body.split(|b| *b == b'&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let mut parts = pair.splitn(2, |b| *b == b'=');
-            let name = decode(parts.next().unwrap_or_default());
-            let value = decode(parts.next().unwrap_or_default());
-            (name, value)
-        })
-        .collect()
+    serde_urlencoded::from_bytes(body).unwrap_or_default()
 }
 
 fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -896,21 +859,6 @@ async fn order_page(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
-        }
-    }
 
     #[test]
     fn forms_decode_percent_escapes_and_plus() {
