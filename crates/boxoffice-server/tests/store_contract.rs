@@ -898,74 +898,87 @@ mod payments {
     );
 }
 
+/// An order for an already placed `hold`, created the way a payment-intent request makes
+/// one, with PaymentIntent `pi` recorded.
+async fn order_for_hold(f: &Fixture, hold: &Hold, pi: &str, now: Timestamp) -> boxoffice_core::ids::OrderId {
+    use boxoffice_core::ids::OrderId;
+    use boxoffice_core::payments::{IdempotencyRecord, OrderPhase, ProviderIntent, RecoveryPoint, StoredResponse};
+
+    let record = IdempotencyRecord {
+        scope: "anonymous".into(),
+        key: format!("key-{pi}"),
+        hold_id: hold.id.clone(),
+        fingerprint: "fp".into(),
+        recovery_point: RecoveryPoint::Started,
+        order_id: None,
+        response: None,
+        created_at: now,
+    };
+    f.store
+        .begin_idempotent_request(&record, now.plus(Duration::from_secs(60)), now)
+        .await
+        .unwrap();
+    let OrderPhase::Ready(order) = f
+        .store
+        .create_order_for_request(
+            "anonymous",
+            &record.key,
+            &OrderId::generate(),
+            Duration::from_secs(300),
+            now,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("active hold")
+    };
+    let intent = ProviderIntent {
+        id: pi.into(),
+        client_secret: "s".into(),
+        status: "requires_payment_method".into(),
+        amount: 0,
+        currency: "eur".into(),
+    };
+    let response = StoredResponse {
+        status: 201,
+        body: "{}".into(),
+    };
+    f.store
+        .finish_idempotent_request("anonymous", &record.key, &response, Some((&order.id, &intent)), now)
+        .await
+        .unwrap();
+    order.id
+}
+
+/// A Stripe webhook event of `event_type` for PaymentIntent `pi` (a charge of it for
+/// `charge.refunded`).
+fn webhook_event(id: &str, event_type: &str, pi: &str) -> boxoffice_core::webhooks::IncomingEvent {
+    let object = if event_type == "charge.refunded" {
+        serde_json::json!({ "id": "ch_1", "object": "charge", "payment_intent": pi })
+    } else {
+        serde_json::json!({ "id": pi, "object": "payment_intent" })
+    };
+    let payload = serde_json::json!({ "id": id, "type": event_type, "data": { "object": object } }).to_string();
+    boxoffice_core::webhooks::IncomingEvent::parse(payload.as_bytes()).unwrap()
+}
+
 // ----- webhooks -------------------------------------------------------------------------
 
 mod webhooks {
     use boxoffice_core::ids::OrderId;
-    use boxoffice_core::payments::{IdempotencyRecord, OrderPhase, ProviderIntent, RecoveryPoint, StoredResponse};
     use boxoffice_core::webhooks::{ApplyOutcome, EventStatus, IncomingEvent};
 
     use super::*;
 
-    const LOCK: Duration = Duration::from_secs(60);
-
     /// A hold of `quantity` of ticket type 0 with an order whose PaymentIntent is `pi`.
     async fn ordered(f: &Fixture, quantity: u32, pi: &str, now: Timestamp) -> (Hold, OrderId) {
         let hold = f.place(&[(0, quantity)], now).await.unwrap();
-        let record = IdempotencyRecord {
-            scope: "anonymous".into(),
-            key: format!("key-{pi}"),
-            hold_id: hold.id.clone(),
-            fingerprint: "fp".into(),
-            recovery_point: RecoveryPoint::Started,
-            order_id: None,
-            response: None,
-            created_at: now,
-        };
-        f.store
-            .begin_idempotent_request(&record, now.plus(LOCK), now)
-            .await
-            .unwrap();
-        let OrderPhase::Ready(order) = f
-            .store
-            .create_order_for_request(
-                "anonymous",
-                &record.key,
-                &OrderId::generate(),
-                Duration::from_secs(300),
-                now,
-            )
-            .await
-            .unwrap()
-        else {
-            panic!("active hold")
-        };
-        let intent = ProviderIntent {
-            id: pi.into(),
-            client_secret: "s".into(),
-            status: "requires_payment_method".into(),
-            amount: 0,
-            currency: "eur".into(),
-        };
-        let response = StoredResponse {
-            status: 201,
-            body: "{}".into(),
-        };
-        f.store
-            .finish_idempotent_request("anonymous", &record.key, &response, Some((&order.id, &intent)), now)
-            .await
-            .unwrap();
-        (hold, order.id)
+        let order = order_for_hold(f, &hold, pi, now).await;
+        (hold, order)
     }
 
     fn event(id: &str, event_type: &str, pi: &str) -> IncomingEvent {
-        let object = if event_type == "charge.refunded" {
-            serde_json::json!({ "id": "ch_1", "object": "charge", "payment_intent": pi })
-        } else {
-            serde_json::json!({ "id": pi, "object": "payment_intent" })
-        };
-        let payload = serde_json::json!({ "id": id, "type": event_type, "data": { "object": object } }).to_string();
-        IncomingEvent::parse(payload.as_bytes()).unwrap()
+        webhook_event(id, event_type, pi)
     }
 
     both_engines!(events_are_recorded_once_and_deliveries_counted, |engine| async move {
@@ -1820,9 +1833,8 @@ mod mail {
     use boxoffice_core::holds::EmailAddress;
     use boxoffice_core::ids::{EmailId, OrderId};
     use boxoffice_core::mail::{EmailDelivery, EmailKind, EmailStatus, QueuedEmail};
-    use boxoffice_core::payments::StoredResponse;
-    use boxoffice_core::payments::{IdempotencyRecord, OrderPhase, OrderStatus, ProviderIntent, RecoveryPoint};
-    use boxoffice_core::webhooks::{ApplyOutcome, IncomingEvent};
+    use boxoffice_core::payments::OrderStatus;
+    use boxoffice_core::webhooks::ApplyOutcome;
 
     use super::*;
 
@@ -1835,61 +1847,13 @@ mod mail {
         let mut hold = hold(&f.event, &[(&f.ticket_types[0], quantity)], now);
         hold.customer_email = email.map(|e| EmailAddress::parse(e).unwrap());
         f.store.place_hold(&hold, now).await.unwrap();
-        let record = IdempotencyRecord {
-            scope: "anonymous".into(),
-            key: format!("key-{pi}"),
-            hold_id: hold.id.clone(),
-            fingerprint: "fp".into(),
-            recovery_point: RecoveryPoint::Started,
-            order_id: None,
-            response: None,
-            created_at: now,
-        };
-        f.store
-            .begin_idempotent_request(&record, now.plus(Duration::from_secs(60)), now)
-            .await
-            .unwrap();
-        let OrderPhase::Ready(order) = f
-            .store
-            .create_order_for_request(
-                "anonymous",
-                &record.key,
-                &OrderId::generate(),
-                Duration::from_secs(300),
-                now,
-            )
-            .await
-            .unwrap()
-        else {
-            panic!("active hold")
-        };
-        let intent = ProviderIntent {
-            id: pi.into(),
-            client_secret: "s".into(),
-            status: "requires_payment_method".into(),
-            amount: 0,
-            currency: "eur".into(),
-        };
-        let response = StoredResponse {
-            status: 201,
-            body: "{}".into(),
-        };
-        f.store
-            .finish_idempotent_request("anonymous", &record.key, &response, Some((&order.id, &intent)), now)
-            .await
-            .unwrap();
-        (hold, order.id)
+        let order = order_for_hold(f, &hold, pi, now).await;
+        (hold, order)
     }
 
     /// Records and applies a webhook event of `event_type` for PaymentIntent `pi`.
     async fn apply(f: &Fixture, id: &str, event_type: &str, pi: &str, now: Timestamp) -> ApplyOutcome {
-        let object = if event_type == "charge.refunded" {
-            serde_json::json!({ "id": "ch_1", "object": "charge", "payment_intent": pi })
-        } else {
-            serde_json::json!({ "id": pi, "object": "payment_intent" })
-        };
-        let payload = serde_json::json!({ "id": id, "type": event_type, "data": { "object": object } }).to_string();
-        let event = IncomingEvent::parse(payload.as_bytes()).unwrap();
+        let event = webhook_event(id, event_type, pi);
         f.store.record_webhook_event(&event, true, now, now).await.unwrap();
         f.store.apply_webhook_event(id, now).await.unwrap()
     }

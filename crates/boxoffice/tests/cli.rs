@@ -443,14 +443,9 @@ async fn a_crash_between_the_provider_and_our_record_charges_once(postgres: bool
     );
     let mut recorded = Value::Null;
     for _ in 0..50 {
-        let order: Value = client
-            .get(format!("{}/api/v1/orders/{order_id}", restarted.base))
-            .send()
+        let order: Value = get(&client, &restarted.base, &format!("/api/v1/orders/{order_id}"), None)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .1;
         if order["payment_intent_id"].is_string() {
             recorded = order;
             break;
@@ -565,14 +560,9 @@ async fn a_crash_while_applying_a_webhook_loses_nothing(postgres: bool) {
     let restarted = start_with(&url, &args, &[]);
     let mut order = Value::Null;
     for _ in 0..100 {
-        order = client
-            .get(format!("{}/api/v1/orders/{order_id}", restarted.base))
-            .send()
+        order = get(&client, &restarted.base, &format!("/api/v1/orders/{order_id}"), None)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .1;
         if order["status"] == "paid" {
             break;
         }
@@ -582,28 +572,18 @@ async fn a_crash_while_applying_a_webhook_loses_nothing(postgres: bool) {
     assert_eq!(order["tickets"].as_array().unwrap().len(), 2);
     // Give a late redelivery time to arrive: it must change nothing.
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let event: Value = client
-        .get(format!("{}/api/v1/events/{event_id}", restarted.base))
-        .send()
+    let event: Value = get(&client, &restarted.base, &format!("/api/v1/events/{event_id}"), None)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     let inventory = &event["ticket_types"][0];
     assert_eq!(
         (inventory["sold"].as_i64(), inventory["held"].as_i64()),
         (Some(2), Some(0)),
         "sold exactly once"
     );
-    let again: Value = client
-        .get(format!("{}/api/v1/orders/{order_id}", restarted.base))
-        .send()
+    let again: Value = get(&client, &restarted.base, &format!("/api/v1/orders/{order_id}"), None)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     assert_eq!(again["tickets"], order["tickets"]);
     terminate(restarted);
     terminate(fake);
