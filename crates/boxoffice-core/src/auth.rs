@@ -13,9 +13,17 @@ use subtle::ConstantTimeEq;
 use crate::ids::{ApiKeyId, OrganizationId};
 
 /// A secret credential in clear text. Its `Debug` never shows the value, so it cannot leak
-/// into logs by accident.
-#[derive(Clone, PartialEq, Eq)]
+/// into logs by accident, and `==` compares in constant time (only the length may show).
+#[derive(Clone)]
 pub struct SecretToken(String);
+
+impl PartialEq for SecretToken {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.0.as_bytes().ct_eq(other.0.as_bytes()))
+    }
+}
+
+impl Eq for SecretToken {}
 
 impl SecretToken {
     /// Wraps a secret received from outside (a flag, a header).
@@ -46,9 +54,18 @@ fn random_secret_hex() -> String {
     hex::encode(bytes)
 }
 
-/// The SHA-256 of a secret, as stored.
-#[derive(Clone, PartialEq, Eq)]
+/// The SHA-256 of a secret, as stored. `==` compares in constant time, like
+/// [`TokenHash::matches`].
+#[derive(Clone)]
 pub struct TokenHash([u8; 32]);
+
+impl PartialEq for TokenHash {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.0.ct_eq(&other.0))
+    }
+}
+
+impl Eq for TokenHash {}
 
 impl TokenHash {
     /// Parses the stored hex form.
@@ -169,6 +186,16 @@ mod tests {
         for bad in ["", "key_", "bo_admin_abc", "key_0123456789abcdef0123456789abcdef_short"] {
             assert!(split_api_key(&SecretToken::new(bad)).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn equality_of_secrets_and_hashes_is_by_value() {
+        let token = generate_operator_token();
+        assert_eq!(token, SecretToken::new(token.expose()));
+        assert_ne!(token, generate_operator_token());
+        assert_ne!(SecretToken::new("abc"), SecretToken::new("abcd"));
+        assert_eq!(token.hash(), SecretToken::new(token.expose()).hash());
+        assert_ne!(token.hash(), SecretToken::new("x").hash());
     }
 
     #[test]

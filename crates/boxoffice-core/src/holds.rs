@@ -4,6 +4,8 @@
 //! passed is expired for every purpose (reads, capacity, payment) before the sweeper marks
 //! it. [`Hold::status_at`] is the one place that decides.
 
+use std::collections::{BTreeMap, HashMap};
+
 use crate::clock::Timestamp;
 use crate::events::MAX_PER_ORDER_CEILING;
 use crate::ids::{EventId, HoldId, TicketTypeId};
@@ -253,6 +255,83 @@ pub struct ReservationStats {
     pub oldest_active_created_at: Option<Timestamp>,
 }
 
+/// What a store did with one hold of a batch placed in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Its tickets are held.
+    Placed,
+    /// Nothing of it is held: this ticket type lacked capacity (counting holds that expired
+    /// but were not released yet as held).
+    Short {
+        /// The ticket type that lacked capacity.
+        ticket_type_id: TicketTypeId,
+        /// Its name, for the buyer.
+        ticket_type_name: String,
+    },
+    /// Nothing of it is held: this ticket type does not exist.
+    UnknownTicketType(TicketTypeId),
+}
+
+/// A ticket type's unclaimed tickets, as read (and locked) by a batch's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreeTickets {
+    /// Its name, for a `Short` answer.
+    pub name: String,
+    /// `capacity - sold - held`.
+    pub free: i64,
+}
+
+/// A batch's decision: which holds fit, and what the placed ones take per ticket type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    /// One per hold, in the batch's order.
+    pub placements: Vec<Placement>,
+    /// Tickets the placed holds take, per ticket type, in id order (the lock order).
+    pub taken: Vec<(TicketTypeId, i64)>,
+}
+
+impl Allocation {
+    /// Whether any hold was placed (otherwise the transaction has nothing to write).
+    pub fn any_placed(&self) -> bool {
+        !self.taken.is_empty()
+    }
+}
+
+/// The one rule both stores use to place a batch: holds are taken in arrival order, each
+/// whole or not at all — a hold that does not fit takes nothing and does not stop later,
+/// smaller ones from fitting. `free` is updated as tickets are taken.
+pub fn allocate(holds: &[&Hold], free: &mut HashMap<TicketTypeId, FreeTickets>) -> Allocation {
+    let mut taken: BTreeMap<TicketTypeId, i64> = BTreeMap::new();
+    let placements = holds
+        .iter()
+        .map(|hold| {
+            for item in &hold.items {
+                let Some(ticket_type) = free.get(&item.ticket_type_id) else {
+                    return Placement::UnknownTicketType(item.ticket_type_id.clone());
+                };
+                if ticket_type.free < i64::from(item.quantity.get()) {
+                    return Placement::Short {
+                        ticket_type_id: item.ticket_type_id.clone(),
+                        ticket_type_name: ticket_type.name.clone(),
+                    };
+                }
+            }
+            for item in &hold.items {
+                let quantity = i64::from(item.quantity.get());
+                if let Some(ticket_type) = free.get_mut(&item.ticket_type_id) {
+                    ticket_type.free -= quantity;
+                }
+                *taken.entry(item.ticket_type_id.clone()).or_default() += quantity;
+            }
+            Placement::Placed
+        })
+        .collect();
+    Allocation {
+        placements,
+        taken: taken.into_iter().collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +424,75 @@ mod tests {
             Err(InvalidHoldRequest::TooManyItems)
         );
         assert!(HoldRequest::new(event, vec![(tt, one)], None).is_ok());
+    }
+
+    fn hold_of(items: &[(&TicketTypeId, u32)]) -> Hold {
+        let mut hold = hold(HoldStatus::Active, 1_000);
+        hold.items = items
+            .iter()
+            .map(|(id, quantity)| HoldItem {
+                ticket_type_id: (*id).clone(),
+                quantity: Quantity::from_trusted(*quantity),
+                unit_price: Cents::from_trusted(100),
+            })
+            .collect();
+        hold
+    }
+
+    fn free(entries: &[(&TicketTypeId, i64)]) -> HashMap<TicketTypeId, FreeTickets> {
+        entries
+            .iter()
+            .map(|(id, free)| {
+                let ticket_type = FreeTickets {
+                    name: format!("name of {id}"),
+                    free: *free,
+                };
+                ((*id).clone(), ticket_type)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_places_holds_in_order_each_whole_or_not_at_all() {
+        let (ga, vip) = (TicketTypeId::generate(), TicketTypeId::generate());
+        let holds = [
+            hold_of(&[(&ga, 3)]),
+            // Does not fit on VIP: takes no GA either.
+            hold_of(&[(&ga, 1), (&vip, 2)]),
+            // Too big for what is left of GA, but does not stop the smaller one after it.
+            hold_of(&[(&ga, 2)]),
+            hold_of(&[(&ga, 1), (&vip, 1)]),
+            hold_of(&[(&TicketTypeId::generate(), 1)]),
+        ];
+        let refs: Vec<&Hold> = holds.iter().collect();
+        let mut free = free(&[(&ga, 4), (&vip, 1)]);
+        let allocation = allocate(&refs, &mut free);
+        assert_eq!(allocation.placements[0], Placement::Placed);
+        assert_eq!(
+            allocation.placements[1],
+            Placement::Short {
+                ticket_type_id: vip.clone(),
+                ticket_type_name: format!("name of {vip}")
+            }
+        );
+        assert!(
+            matches!(allocation.placements[2], Placement::Short { ref ticket_type_id, .. } if *ticket_type_id == ga)
+        );
+        assert_eq!(allocation.placements[3], Placement::Placed);
+        assert!(matches!(allocation.placements[4], Placement::UnknownTicketType(_)));
+        let mut expected = vec![(ga.clone(), 4), (vip.clone(), 1)];
+        expected.sort();
+        assert_eq!(allocation.taken, expected);
+        assert_eq!((free[&ga].free, free[&vip].free), (0, 0));
+    }
+
+    #[test]
+    fn a_batch_where_nothing_fits_takes_nothing() {
+        let ga = TicketTypeId::generate();
+        let holds = [hold_of(&[(&ga, 2)])];
+        let refs: Vec<&Hold> = holds.iter().collect();
+        let allocation = allocate(&refs, &mut free(&[(&ga, 1)]));
+        assert!(!allocation.any_placed());
+        assert!(allocation.taken.is_empty());
     }
 }

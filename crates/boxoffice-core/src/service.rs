@@ -14,8 +14,9 @@ use crate::failures::{Failure, FailureSink, LogSink, Severity};
 mod admin;
 pub mod checkout;
 mod errors;
+mod holds;
 mod mail;
-use crate::holds::{Hold, HoldItem, HoldRequest, HoldStatus, ReservationStats};
+use crate::holds::{Hold, HoldStatus, ReservationStats};
 use crate::idempotency::IdempotencyKey;
 use crate::ids::{EventId, HoldId, JobRunId, OrderId, OrganizationId, TicketTypeId};
 use crate::jobs::{self, JobOutcome, JobRun};
@@ -29,6 +30,7 @@ use crate::payments::{
 use crate::store::{Page, PageRequest, Store, StoreError};
 use crate::webhooks::{ApplyOutcome, IncomingEvent, StoredEvent, Ticket};
 pub use errors::{ErrorInput, prepare_error, prepare_failure};
+pub use holds::{BatchObserver, HoldBatching};
 
 /// The setting under which the operator token's hash is kept.
 const OPERATOR_TOKEN_SETTING: &str = "operator_token_sha256";
@@ -64,6 +66,8 @@ pub struct Settings {
     pub alert_retry: AlertRetry,
     /// How failed buyer e-mail deliveries are retried, and when they are given up.
     pub mail_retry: MailRetry,
+    /// How concurrent hold requests are gathered into one transaction.
+    pub hold_batching: HoldBatching,
 }
 
 impl Default for Settings {
@@ -79,6 +83,7 @@ impl Default for Settings {
             error_events_per_group: 1_000,
             alert_retry: AlertRetry::default(),
             mail_retry: MailRetry::default(),
+            hold_batching: HoldBatching::default(),
         }
     }
 }
@@ -207,6 +212,7 @@ pub struct BoxOffice {
     failures: Arc<dyn FailureSink>,
     alerts: Option<Arc<dyn AlertSender>>,
     mail: Option<Arc<dyn MailSender>>,
+    hold_lanes: Arc<holds::HoldLanes>,
 }
 
 impl BoxOffice {
@@ -220,7 +226,14 @@ impl BoxOffice {
             failures: Arc::new(LogSink),
             alerts: None,
             mail: None,
+            hold_lanes: Arc::default(),
         }
+    }
+
+    /// The same use cases, telling `observer` the size of every batch of holds placed.
+    pub fn with_hold_batch_observer(mut self, observer: BatchObserver) -> Self {
+        self.hold_lanes = Arc::new(holds::HoldLanes::with_observer(observer));
+        self
     }
 
     /// The same use cases, reporting failures to `sink`.
@@ -445,63 +458,6 @@ impl BoxOffice {
     }
 
     // ----- holds --------------------------------------------------------------------
-
-    /// Places a hold: every item or none.
-    pub async fn place_hold(&self, request: HoldRequest) -> Result<Hold, Error> {
-        let now = self.now();
-        let event = self.store.get_event(&request.event_id, now).await?;
-        let mut items = Vec::with_capacity(request.items.len());
-        for (ticket_type_id, quantity) in &request.items {
-            let ticket_type = event
-                .ticket_types
-                .iter()
-                .find(|tt| &tt.id == ticket_type_id)
-                .ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "ticket type {ticket_type_id} is not part of event {}",
-                        event.event.id
-                    ))
-                })?;
-            if !ticket_type.on_sale {
-                return Err(Error::Invalid(format!("{} is not on sale", ticket_type.name.as_str())));
-            }
-            if quantity.get() > ticket_type.max_per_order.get() {
-                return Err(Error::Invalid(format!(
-                    "at most {} tickets of {} per order",
-                    ticket_type.max_per_order.get(),
-                    ticket_type.name.as_str()
-                )));
-            }
-            items.push(HoldItem {
-                ticket_type_id: ticket_type_id.clone(),
-                quantity: *quantity,
-                unit_price: ticket_type.price,
-            });
-        }
-        // One lock order for every transaction that touches several ticket types, so
-        // concurrent multi-item holds cannot deadlock on PostgreSQL.
-        items.sort_by(|a, b| a.ticket_type_id.cmp(&b.ticket_type_id));
-        let amount = items.iter().fold(Cents::from_trusted(0), |sum, item| {
-            sum.plus(item.unit_price.times(item.quantity.get()))
-        });
-        let hold_length = event
-            .event
-            .hold_seconds
-            .map_or(self.settings.default_hold, HoldSeconds::duration);
-        let hold = Hold {
-            id: HoldId::generate(),
-            event_id: event.event.id.clone(),
-            stored_status: HoldStatus::Active,
-            customer_email: request.customer_email,
-            items,
-            amount,
-            currency: event.event.currency,
-            created_at: now,
-            expires_at: now.plus(hold_length),
-        };
-        self.store.place_hold(&hold, now).await?;
-        Ok(hold)
-    }
 
     /// Reads a hold (public: knowing its id is the credential).
     pub async fn get_hold(&self, id: &HoldId) -> Result<Hold, Error> {

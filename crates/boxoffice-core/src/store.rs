@@ -5,6 +5,8 @@
 //! the SQL that needs them, once per engine. The contract test suite
 //! (`boxoffice-server/tests/store_contract.rs`) runs every method against both engines.
 
+use std::collections::{BTreeMap, HashSet};
+
 use async_trait::async_trait;
 
 use crate::auth::StoredApiKey;
@@ -14,7 +16,7 @@ use crate::errors::store::{
     StoredError,
 };
 use crate::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
-use crate::holds::{Hold, ReservationStats};
+use crate::holds::{Hold, Placement, ReservationStats};
 use crate::ids::{ApiKeyId, EventId, HoldId, OrderId, OrganizationId, TicketTypeId};
 use crate::ids::{EmailId, ErrorGroupId};
 use crate::jobs::JobRun;
@@ -55,6 +57,113 @@ pub enum StoreError {
     /// Anything else the engine reported.
     #[error("storage error")]
     Other(#[source] BoxError),
+}
+
+impl StoreError {
+    /// A copy of this error for each of several callers that shared the operation that
+    /// failed (a batch of holds). Sources are kept as text.
+    pub fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::NotFound(what) => StoreError::NotFound(what),
+            StoreError::SoldOut {
+                ticket_type_id,
+                ticket_type_name,
+            } => StoreError::SoldOut {
+                ticket_type_id: ticket_type_id.clone(),
+                ticket_type_name: ticket_type_name.clone(),
+            },
+            StoreError::HoldCompleted => StoreError::HoldCompleted,
+            StoreError::CapacityBelowCommitted { committed } => {
+                StoreError::CapacityBelowCommitted { committed: *committed }
+            }
+            StoreError::Unavailable(source) => StoreError::Unavailable(source_text(source.as_ref()).into()),
+            StoreError::Other(source) => StoreError::Other(source_text(source.as_ref()).into()),
+        }
+    }
+}
+
+/// An error and its causes on one line.
+fn source_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
+/// Places a batch of holds and answers each one: [`Store::place_holds`] first; for the
+/// ticket types that came up short, releases their expired holds (each in its own
+/// transaction, never inside a placing one: the lock order) and tries the short holds
+/// again, at most once per ticket type. A hold still short after that is `SoldOut`.
+///
+/// `Err` only when the first transaction fails, and then nothing was placed. Later
+/// failures answer the holds still waiting with a copy of the error; holds placed earlier
+/// stay placed (they are committed).
+pub async fn place_in_rounds<S: Store + ?Sized>(
+    store: &S,
+    holds: &[&Hold],
+    now: Timestamp,
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let mut answers: Vec<Option<Result<(), StoreError>>> = holds.iter().map(|_| None).collect();
+    let mut pending: Vec<usize> = (0..holds.len()).collect();
+    let mut released: HashSet<TicketTypeId> = HashSet::new();
+    let mut first_round = true;
+    while !pending.is_empty() {
+        let batch: Vec<&Hold> = pending.iter().map(|&i| holds[i]).collect();
+        let placements = match store.place_holds(&batch, now).await {
+            Ok(placements) => placements,
+            Err(err) if first_round => return Err(err),
+            Err(err) => {
+                for &i in &pending {
+                    answers[i] = Some(Err(err.duplicate()));
+                }
+                break;
+            }
+        };
+        first_round = false;
+        // Short holds by ticket type, in id order (releases lock in that order too).
+        let mut short: BTreeMap<TicketTypeId, Vec<(usize, String)>> = BTreeMap::new();
+        for (&i, placement) in pending.iter().zip(placements) {
+            match placement {
+                Placement::Placed => answers[i] = Some(Ok(())),
+                Placement::UnknownTicketType(_) => answers[i] = Some(Err(StoreError::NotFound("ticket type"))),
+                Placement::Short {
+                    ticket_type_id,
+                    ticket_type_name,
+                } => short.entry(ticket_type_id).or_default().push((i, ticket_type_name)),
+            }
+        }
+        let mut retry = Vec::new();
+        for (ticket_type_id, waiting) in short {
+            let freed = if released.insert(ticket_type_id.clone()) {
+                store.release_expired_holds(&ticket_type_id, now).await
+            } else {
+                Ok(0)
+            };
+            for (i, ticket_type_name) in waiting {
+                match &freed {
+                    Ok(0) => {
+                        answers[i] = Some(Err(StoreError::SoldOut {
+                            ticket_type_id: ticket_type_id.clone(),
+                            ticket_type_name,
+                        }))
+                    }
+                    Ok(_) => retry.push(i),
+                    Err(err) => answers[i] = Some(Err(err.duplicate())),
+                }
+            }
+        }
+        retry.sort_unstable();
+        pending = retry;
+    }
+    // Every round answers or retries each of its holds, so every hold has its answer.
+    Ok(answers
+        .into_iter()
+        .map(|answer| answer.unwrap_or(Err(StoreError::NotFound("reservation"))))
+        .collect())
 }
 
 /// One page of a list request, as Stripe pages: newest first, after a cursor.
@@ -140,11 +249,28 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<TicketType, StoreError>;
 
-    /// Places a hold, all items or none. The hold arrives complete and `active`, its items
-    /// sorted by ticket type id. When a ticket type lacks capacity at `now` — after holds
-    /// that expired by `now` have been released — answers `SoldOut` naming it, and nothing
-    /// is held. Never lets `sold + held` exceed `capacity`, under any concurrency.
-    async fn place_hold(&self, hold: &Hold, now: Timestamp) -> Result<(), StoreError>;
+    /// Places a batch of holds in ONE transaction (one commit for all of them: the lever
+    /// against a hot ticket type's per-transaction ceiling). Each hold arrives complete and
+    /// `active`, its items sorted by ticket type id, and is placed whole or not at all, in
+    /// the order given, by [`allocate`](crate::holds::allocate); the answer has one
+    /// [`Placement`] per hold. Holds that expired but were not released still count as held
+    /// here: releasing them is [`Store::release_expired_holds`], called by
+    /// [`place_in_rounds`] for the ticket types that came up short. Never lets `sold + held`
+    /// exceed `capacity`, under any concurrency. On `Err` nothing of the batch is held.
+    async fn place_holds(&self, holds: &[&Hold], now: Timestamp) -> Result<Vec<Placement>, StoreError>;
+
+    /// Marks the holds containing `ticket_type` that expired by `now` as expired and
+    /// releases their tickets, in its own transaction; returns how many it marked (at
+    /// most a bounded number per call, enough to free any one request's quantity).
+    async fn release_expired_holds(&self, ticket_type: &TicketTypeId, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Places one hold, all items or none: [`place_in_rounds`] with a batch of one. When a
+    /// ticket type lacks capacity at `now` — after holds that expired by `now` have been
+    /// released — answers `SoldOut` naming it, and nothing is held.
+    async fn place_hold(&self, hold: &Hold, now: Timestamp) -> Result<(), StoreError> {
+        let mut answers = place_in_rounds(self, &[hold], now).await?;
+        answers.pop().unwrap_or(Err(StoreError::NotFound("reservation")))
+    }
 
     /// Reads a hold.
     async fn get_hold(&self, id: &HoldId) -> Result<Hold, StoreError>;

@@ -20,6 +20,8 @@ pub struct ServerConfig {
     pub hold_duration: Duration,
     /// How often the expiry sweeper runs.
     pub sweep_interval: Duration,
+    /// How concurrent hold requests are gathered into one transaction.
+    pub hold_batching: boxoffice_core::service::HoldBatching,
     /// Public requests per client address per minute; 0 turns the limit off.
     pub rate_limit_per_minute: u32,
     /// Seed demo data into an empty database.
@@ -44,6 +46,10 @@ pub struct ServerConfig {
     pub webhook_reconcile_interval: Duration,
     /// Where alerts are POSTed (Slack-compatible JSON); `None`: no alerts.
     pub alert_webhook_url: Option<String>,
+    /// Let alerts go to loopback, private, link-local and other non-global addresses.
+    /// Off: such destinations are refused (server-side request forgery: the alert
+    /// sender must not become a way into this machine's network or cloud metadata).
+    pub alert_webhook_allow_private: bool,
     /// How often queued alerts are delivered.
     pub alert_interval: Duration,
     /// How failed alert deliveries are retried.
@@ -87,6 +93,7 @@ impl Default for ServerConfig {
             admin_token: None,
             hold_duration: Duration::from_secs(15 * 60),
             sweep_interval: Duration::from_secs(30),
+            hold_batching: boxoffice_core::service::HoldBatching::default(),
             rate_limit_per_minute: 600,
             demo: false,
             stripe_api_base: None,
@@ -98,6 +105,7 @@ impl Default for ServerConfig {
             webhook_worker_interval: Duration::from_secs(5),
             webhook_reconcile_interval: Duration::from_secs(5 * 60),
             alert_webhook_url: None,
+            alert_webhook_allow_private: false,
             alert_interval: Duration::from_secs(2),
             alert_retry: boxoffice_core::errors::alerts::AlertRetry::default(),
             sentry_dsn: None,

@@ -64,6 +64,7 @@ pub struct Metrics {
     holds_created: Counter,
     holds_sold_out: Counter,
     holds_expired: Counter,
+    hold_batch_size: Histogram,
     job_runs: Family<JobLabels, Counter>,
     payment_requests: Family<OutcomeLabels, Counter>,
     webhooks: Family<OutcomeLabels, Counter>,
@@ -113,6 +114,13 @@ impl Metrics {
             "holds_expired",
             "Holds marked expired by the sweeper",
             holds_expired.clone(),
+        );
+        // 1 to 1024 holds per transaction.
+        let hold_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        registry.register(
+            "hold_batch_size",
+            "Hold requests placed per database transaction (group commit)",
+            hold_batch_size.clone(),
         );
         let job_runs = Family::<JobLabels, Counter>::default();
         registry.register(
@@ -196,6 +204,7 @@ impl Metrics {
             holds_created,
             holds_sold_out,
             holds_expired,
+            hold_batch_size,
             job_runs,
             payment_requests,
         }
@@ -225,6 +234,12 @@ impl Metrics {
     /// Counts a sold-out answer.
     pub fn hold_sold_out(&self) {
         self.holds_sold_out.inc();
+    }
+
+    /// A batch of hold requests placed in one transaction.
+    pub fn hold_batch(&self, size: usize) {
+        #[allow(clippy::cast_precision_loss)] // batch sizes are at most 1,024
+        self.hold_batch_size.observe(size as f64);
     }
 
     /// Counts a job run; for the sweeper, also the holds it expired.

@@ -52,6 +52,7 @@ impl Server {
             error_events_per_group: config.error_events_per_group,
             alert_retry: config.alert_retry,
             mail_retry: config.mail_retry,
+            hold_batching: config.hold_batching,
             ..Settings::default()
         };
         telemetry::install_panic_hook();
@@ -67,7 +68,9 @@ impl Server {
             .with_context(|| format!("listening on {}", config.listen))?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
         let stripe = stripe_setup(&config, local_addr)?;
+        let batch_metrics = metrics.clone();
         let mut boxoffice = BoxOffice::new(store, clock, settings)
+            .with_hold_batch_observer(Arc::new(move |size| batch_metrics.hold_batch(size)))
             .with_failure_sink(Arc::new(errors.clone()))
             .with_payment_provider(Arc::new(StripeProvider::new(stripe.client.clone())));
         let mailer = Mailer::new(
@@ -81,7 +84,8 @@ impl Server {
         let mail_folder = mailer.folder().map(std::path::Path::to_path_buf);
         boxoffice = boxoffice.with_mail_sender(Arc::new(mailer));
         if let Some(url) = &config.alert_webhook_url {
-            boxoffice = boxoffice.with_alert_sender(Arc::new(SlackWebhook::new(url.clone(), metrics.clone())?));
+            let sender = SlackWebhook::new(url.clone(), config.alert_webhook_allow_private, metrics.clone())?;
+            boxoffice = boxoffice.with_alert_sender(Arc::new(sender));
         }
         let (operator_token_hash, generated_operator_token) = boxoffice
             .ensure_operator_token(config.admin_token.as_ref())

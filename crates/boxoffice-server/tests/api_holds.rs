@@ -10,8 +10,55 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use boxoffice_core::ManualClock;
+use boxoffice_core::service::HoldBatching;
 use common::{AppOptions, OPERATOR_TOKEN, TestApp, TestDatabase, spawn_app};
 use serde_json::{Value, json};
+
+/// The `hold_batch_size` histogram from `/metrics`: (transactions, hold requests in them).
+async fn hold_batches(app: &TestApp) -> (u64, u64) {
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let read = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .map_or(0, |value| value as u64)
+    };
+    (
+        read("boxoffice_hold_batch_size_count "),
+        read("boxoffice_hold_batch_size_sum "),
+    )
+}
+
+/// An app whose idle events wait a second for a batch to fill, so requests sent together
+/// share one transaction (two, if the machine stalls for most of that second).
+async fn app_batching_for_a_second(db: &TestDatabase) -> TestApp {
+    let app = spawn_app(
+        db,
+        AppOptions {
+            hold_batching: HoldBatching {
+                max_batch: 128,
+                window: Duration::from_secs(1),
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    // Open the connections a burst of requests will use, so the burst itself is quick.
+    let warm = (0..20).map(|_| app.client.get(app.url("/healthz")).send());
+    for answer in futures::future::join_all(warm).await {
+        answer.unwrap();
+    }
+    app
+}
 
 async fn app_with_clock(engine: common::Engine) -> (TestApp, TestDatabase) {
     let db = TestDatabase::new(engine).await;
@@ -57,7 +104,173 @@ both_engines!(five_hundred_buyers_for_one_hundred_tickets, |engine| async move {
         .unwrap()
         .to_owned();
     assert!(message.contains("GA"), "sold_out names the ticket type: {message}");
+    let (batches, requests) = hold_batches(&app).await;
+    assert_eq!(requests, 500, "every request went through a batch");
+    assert!(
+        batches < requests,
+        "concurrent requests shared transactions: {requests} requests in {batches} batches"
+    );
 });
+
+both_engines!(
+    one_batch_mixing_fitting_and_non_fitting_requests_answers_each_correctly,
+    |engine| async move {
+        let db = TestDatabase::new(engine).await;
+        let app = Arc::new(app_batching_for_a_second(&db).await);
+        let org = app.create_organization("Org").await;
+        let (event, tts) = app.create_event(&org, &[("GA", 1_000, 10), ("VIP", 5_000, 2)]).await;
+        let (ga, vip) = (tts[0].clone(), tts[1].clone());
+        // 25 tickets asked of GA's 10 and 7 of VIP's 2: pairs, singles, all-or-nothing pairs
+        // of GA + VIP, and one request bigger than the whole of VIP.
+        let requests: Vec<Vec<(String, i64)>> = (0..16)
+            .map(|i| match i % 4 {
+                0 => vec![(ga.clone(), 2)],
+                1 => vec![(ga.clone(), 1)],
+                2 => vec![(ga.clone(), 1), (vip.clone(), 1)],
+                _ if i == 15 => vec![(vip.clone(), 3)],
+                _ => vec![(ga.clone(), 3)],
+            })
+            .collect();
+        let attempts = requests.iter().cloned().map(|items| {
+            let (app, event) = (app.clone(), event.clone());
+            tokio::spawn(async move {
+                let items: Vec<(&str, i64)> = items.iter().map(|(id, q)| (id.as_str(), *q)).collect();
+                app.hold(&event, &items).await
+            })
+        });
+        let answers: Vec<_> = futures::future::join_all(attempts)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let (batches, batched) = hold_batches(&app).await;
+        assert_eq!(batched, 16);
+        assert!(batches <= 2, "the sixteen shared transactions: {batches} batches");
+        let (mut held_ga, mut held_vip, mut granted) = (0, 0, 0);
+        for (asked, answer) in requests.iter().zip(&answers) {
+            match answer.status {
+                201 => {
+                    granted += 1;
+                    let got: Vec<(String, i64)> = answer.body["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|item| {
+                            (
+                                item["ticket_type_id"].as_str().unwrap().to_owned(),
+                                item["quantity"].as_i64().unwrap(),
+                            )
+                        })
+                        .collect();
+                    let mut expected = asked.clone();
+                    expected.sort();
+                    let mut got_sorted = got.clone();
+                    got_sorted.sort();
+                    assert_eq!(got_sorted, expected, "a granted hold has every item asked, whole");
+                    for (id, quantity) in got {
+                        if id == ga {
+                            held_ga += quantity;
+                        } else {
+                            held_vip += quantity;
+                        }
+                    }
+                    let read = app
+                        .get(&format!("/api/v1/reservations/{}", answer.body["id"].as_str().unwrap()))
+                        .await;
+                    assert_eq!(read.body["status"], "active", "{}", read.body);
+                }
+                409 => assert_eq!(answer.code(), "sold_out", "{}", answer.body),
+                other => panic!("unexpected status {other}: {}", answer.body),
+            }
+        }
+        assert!(
+            granted > 0 && granted < 16,
+            "the batch mixed grants ({granted}) and refusals"
+        );
+        assert_eq!(answers[15].status, 409, "more than the capacity never fits");
+        assert!(held_ga <= 10 && held_vip <= 2);
+        assert_eq!(app.inventory(&event, &ga).await, (0, held_ga, 10 - held_ga));
+        assert_eq!(app.inventory(&event, &vip).await, (0, held_vip, 2 - held_vip));
+        let stats = app.get_as(OPERATOR_TOKEN, "/api/v1/admin/stats/reservations").await;
+        assert_eq!(stats.body["active"], granted, "no hold row without its grant");
+        // Whatever fit in the batch's order, singles of 1 never leave GA with one free
+        // ticket unused while a single was refused.
+        let refused_single = requests
+            .iter()
+            .zip(&answers)
+            .any(|(asked, answer)| asked.len() == 1 && asked[0].1 == 1 && answer.status == 409);
+        assert!(
+            !refused_single || held_ga == 10,
+            "a single is refused only when GA is full"
+        );
+    }
+);
+
+both_engines!(
+    a_failing_transaction_in_a_batch_fails_only_its_culprit_and_leaves_nothing_partial,
+    |engine| async move {
+        let db = TestDatabase::new(engine).await;
+        let app = Arc::new(app_batching_for_a_second(&db).await);
+        let org = app.create_organization("Org").await;
+        let (event, tts) = app.create_event(&org, &[("GA", 1_000, 100)]).await;
+        // A real failure inside the batch's transaction: the database refuses one hold row.
+        db.execute(match engine {
+            common::Engine::Sqlite => {
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON holds
+                 WHEN NEW.customer_email = 'poison@example.com'
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            }
+            common::Engine::Postgres => {
+                "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$
+                 BEGIN
+                     IF NEW.customer_email = 'poison@example.com' THEN RAISE EXCEPTION 'injected failure'; END IF;
+                     RETURN NEW;
+                 END $$ LANGUAGE plpgsql;
+                 CREATE TRIGGER refuse_poison BEFORE INSERT ON holds FOR EACH ROW EXECUTE FUNCTION refuse_poison();"
+            }
+        })
+        .await;
+        let attempts = (0..10).map(|i| {
+            let (app, event, tt) = (app.clone(), event.clone(), tts[0].clone());
+            let email = if i == 4 {
+                "poison@example.com".to_owned()
+            } else {
+                format!("buyer{i}@example.com")
+            };
+            tokio::spawn(async move {
+                let body = json!({
+                    "event_id": event,
+                    "items": [{ "ticket_type_id": tt, "quantity": 2 }],
+                    "customer_email": email,
+                });
+                app.post("/api/v1/reservations", body).await
+            })
+        });
+        let answers: Vec<_> = futures::future::join_all(attempts)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let (batches, batched) = hold_batches(&app).await;
+        assert_eq!(batched, 10);
+        assert!(batches <= 2, "the ten shared transactions: {batches} batches");
+        for (i, answer) in answers.iter().enumerate() {
+            if i == 4 {
+                assert_eq!(answer.status, 500, "the culprit gets the failure: {}", answer.body);
+            } else {
+                assert_eq!(answer.status, 201, "a neighbour is placed: {}", answer.body);
+                assert_eq!(answer.body["customer_email"], format!("buyer{i}@example.com"));
+            }
+        }
+        assert_eq!(
+            app.inventory(&event, &tts[0]).await,
+            (0, 18, 82),
+            "nine holds of two, nothing of the tenth"
+        );
+        let stats = app.get_as(OPERATOR_TOKEN, "/api/v1/admin/stats/reservations").await;
+        assert_eq!(stats.body["active"], 9);
+    }
+);
 
 both_engines!(
     concurrent_multi_item_holds_never_leave_a_partial_hold,

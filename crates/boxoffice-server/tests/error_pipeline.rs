@@ -298,6 +298,7 @@ both_engines!(
             AppOptions {
                 clock: Some(ManualClock::starting_now()),
                 alert_webhook_url: Some(receiver.url.clone()),
+                alert_webhook_allow_private: true,
                 ..AppOptions::default()
             },
         )
@@ -438,6 +439,7 @@ both_engines!(
             AppOptions {
                 clock: Some(ManualClock::starting_now()),
                 alert_webhook_url: Some(receiver.url.clone()),
+                alert_webhook_allow_private: true,
                 alert_retry: AlertRetry {
                     base: Duration::from_secs(1),
                     max_wait: minutes(1),

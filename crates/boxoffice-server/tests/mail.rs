@@ -836,6 +836,7 @@ both_engines!(
             AppOptions {
                 mail_retry: retry,
                 alert_webhook_url: Some(alerts.url.clone()),
+                alert_webhook_allow_private: true,
                 alert_retry: AlertRetry::default(),
                 ..options(Some(clock.clone()), Some(sink.url()))
             },

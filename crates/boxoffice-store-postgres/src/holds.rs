@@ -1,8 +1,8 @@
 //! Holds: placing, cancelling, expiring, counting.
 //!
-//! Capacity is a conditional update of the ticket type's `held` counter
-//! (`... WHERE capacity - sold - held >= quantity`); under READ COMMITTED, PostgreSQL
-//! re-checks the condition after waiting for the row lock, so it cannot oversell.
+//! Capacity is the ticket type's `held` counter: a batch of holds locks its ticket types'
+//! rows (`SELECT … FOR UPDATE`), decides which holds fit, and raises the counters in the
+//! same transaction, so it cannot oversell; one commit places the whole batch.
 //!
 //! Lock order, to rule out deadlocks between instances: a transaction locks hold rows
 //! first (several in id order, or with SKIP LOCKED), then ticket type rows in id order.
@@ -11,11 +11,13 @@
 
 use std::collections::HashMap;
 
-use boxoffice_core::holds::{EmailAddress, Hold, HoldStatus, ReservationStats};
+use boxoffice_core::holds::{
+    EmailAddress, FreeTickets, Hold, HoldItem, HoldStatus, Placement, ReservationStats, allocate,
+};
 use boxoffice_core::ids::{EventId, HoldId, TicketTypeId};
 use boxoffice_core::rows::{self, HOLD_COLUMNS};
 use boxoffice_core::{StoreError, Timestamp};
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 use crate::map_error;
 use crate::rows::Columns;
@@ -35,67 +37,90 @@ pub(crate) enum ExpiryScope<'a> {
     TicketType(&'a TicketTypeId),
 }
 
-/// Tries to place a hold in one transaction. `Ok(None)` when placed; `Ok(Some(id))` when
-/// ticket type `id` lacked capacity, in which case nothing was held.
-pub(crate) async fn try_place(pool: &PgPool, hold: &Hold, now: Timestamp) -> Result<Option<TicketTypeId>, StoreError> {
+/// Places a batch of holds in one transaction; see `Store::place_holds`.
+///
+/// Four round trips whatever the batch's size: lock the ticket types' rows (in id order,
+/// the lock order), decide in memory with the shared rule, write every counter, hold and
+/// item with one statement, commit. Holding the row locks from the read to the write is
+/// what makes the in-memory decision safe; the table's `CHECK (sold + held <= capacity)`
+/// is a second line of defence.
+pub(crate) async fn place_batch(pool: &PgPool, holds: &[&Hold], now: Timestamp) -> Result<Vec<Placement>, StoreError> {
+    let mut ticket_type_ids: Vec<&str> = holds
+        .iter()
+        .flat_map(|hold| hold.items.iter().map(|item| item.ticket_type_id.as_str()))
+        .collect();
+    ticket_type_ids.sort_unstable();
+    ticket_type_ids.dedup();
     let mut tx = pool.begin().await.map_err(map_error)?;
-    for item in &hold.items {
-        let quantity = i64::from(item.quantity.get());
-        let taken =
-            sqlx::query("UPDATE ticket_types SET held = held + $1 WHERE id = $2 AND capacity - sold - held >= $1")
-                .bind(quantity)
-                .bind(item.ticket_type_id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(map_error)?
-                .rows_affected();
-        if taken == 0 {
-            // Dropping the transaction rolls back what earlier items took.
-            return Ok(Some(item.ticket_type_id.clone()));
-        }
-    }
-    sqlx::query(
-        "INSERT INTO holds (id, event_id, status, customer_email, amount_cents, currency, created_at, expires_at, updated_at)
-         VALUES ($1, $2, 'active', $3, $4, $5, $6, $7, $8)",
+    let rows = sqlx::query(
+        "SELECT id, name, capacity - sold - held AS free FROM ticket_types WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
-    .bind(hold.id.as_str())
-    .bind(hold.event_id.as_str())
-    .bind(hold.customer_email.as_ref().map(EmailAddress::as_str))
-    .bind(hold.amount.get())
-    .bind(hold.currency.as_str())
-    .bind(hold.created_at.as_millis())
-    .bind(hold.expires_at.as_millis())
+    .bind(&ticket_type_ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map_error)?;
+    let mut free = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.try_get("id").map_err(map_error)?;
+        let ticket_type = FreeTickets {
+            name: row.try_get("name").map_err(map_error)?,
+            free: row.try_get("free").map_err(map_error)?,
+        };
+        free.insert(TicketTypeId::from_trusted(id), ticket_type);
+    }
+    let allocation = allocate(holds, &mut free);
+    if !allocation.any_placed() {
+        // Nothing to write; dropping the transaction releases the row locks.
+        return Ok(allocation.placements);
+    }
+    let placed: Vec<&Hold> = holds
+        .iter()
+        .zip(&allocation.placements)
+        .filter(|(_, placement)| **placement == Placement::Placed)
+        .map(|(hold, _)| *hold)
+        .collect();
+    let items: Vec<(&Hold, &HoldItem)> = placed
+        .iter()
+        .flat_map(|hold| hold.items.iter().map(move |item| (*hold, item)))
+        .collect();
+    sqlx::query(
+        "WITH taken AS (
+             UPDATE ticket_types AS t SET held = t.held + d.quantity
+             FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS d (id, quantity)
+             WHERE t.id = d.id
+         ), placed AS (
+             INSERT INTO holds (id, event_id, status, customer_email, amount_cents, currency, created_at, expires_at, updated_at)
+             SELECT h.id, h.event_id, 'active', h.email, h.amount, h.currency, h.created_at, h.expires_at, $10
+             FROM UNNEST($3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::TEXT[], $8::BIGINT[], $9::BIGINT[])
+                  AS h (id, event_id, email, amount, currency, created_at, expires_at)
+         )
+         INSERT INTO hold_items (hold_id, ticket_type_id, quantity, unit_price_cents)
+         SELECT * FROM UNNEST($11::TEXT[], $12::TEXT[], $13::BIGINT[], $14::BIGINT[])",
+    )
+    .bind(allocation.taken.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
+    .bind(allocation.taken.iter().map(|(_, quantity)| *quantity).collect::<Vec<_>>())
+    .bind(placed.iter().map(|hold| hold.id.as_str()).collect::<Vec<_>>())
+    .bind(placed.iter().map(|hold| hold.event_id.as_str()).collect::<Vec<_>>())
+    .bind(
+        placed
+            .iter()
+            .map(|hold| hold.customer_email.as_ref().map(EmailAddress::as_str))
+            .collect::<Vec<_>>(),
+    )
+    .bind(placed.iter().map(|hold| hold.amount.get()).collect::<Vec<_>>())
+    .bind(placed.iter().map(|hold| hold.currency.as_str()).collect::<Vec<_>>())
+    .bind(placed.iter().map(|hold| hold.created_at.as_millis()).collect::<Vec<_>>())
+    .bind(placed.iter().map(|hold| hold.expires_at.as_millis()).collect::<Vec<_>>())
     .bind(now.as_millis())
+    .bind(items.iter().map(|(hold, _)| hold.id.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, item)| item.ticket_type_id.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, item)| i64::from(item.quantity.get())).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, item)| item.unit_price.get()).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await
     .map_err(map_error)?;
-    let mut insert_items =
-        QueryBuilder::<Postgres>::new("INSERT INTO hold_items (hold_id, ticket_type_id, quantity, unit_price_cents) ");
-    insert_items.push_values(&hold.items, |mut row, item| {
-        row.push_bind(hold.id.as_str())
-            .push_bind(item.ticket_type_id.as_str())
-            .push_bind(i64::from(item.quantity.get()))
-            .push_bind(item.unit_price.get());
-    });
-    insert_items.build().execute(&mut *tx).await.map_err(map_error)?;
     tx.commit().await.map_err(map_error)?;
-    Ok(None)
-}
-
-/// The `SoldOut` error for a ticket type, or `NotFound` when it does not exist.
-pub(crate) async fn sold_out(pool: &PgPool, id: &TicketTypeId) -> StoreError {
-    let name: Result<Option<String>, _> = sqlx::query_scalar("SELECT name FROM ticket_types WHERE id = $1")
-        .bind(id.as_str())
-        .fetch_optional(pool)
-        .await;
-    match name {
-        Ok(Some(ticket_type_name)) => StoreError::SoldOut {
-            ticket_type_id: id.clone(),
-            ticket_type_name,
-        },
-        Ok(None) => StoreError::NotFound("ticket type"),
-        Err(err) => map_error(err),
-    }
+    Ok(allocation.placements)
 }
 
 pub(crate) async fn get(pool: &PgPool, id: &HoldId) -> Result<Hold, StoreError> {

@@ -30,7 +30,7 @@ use boxoffice_core::errors::store::{
     StoredError,
 };
 use boxoffice_core::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
-use boxoffice_core::holds::{Hold, ReservationStats};
+use boxoffice_core::holds::{Hold, Placement, ReservationStats};
 use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, OrderId, OrganizationId, TicketTypeId};
 use boxoffice_core::ids::{EmailId, ErrorGroupId};
 use boxoffice_core::jobs::JobRun;
@@ -100,21 +100,6 @@ impl PgStore {
         let mut tx = self.pool.begin().await.map_err(map_error)?;
         events::update_ticket_type(&mut tx, id, changes).await?;
         tx.commit().await.map_err(map_error)
-    }
-
-    async fn place_hold_once(&self, hold: &Hold, now: Timestamp) -> Result<(), StoreError> {
-        let mut released_for = Vec::new();
-        loop {
-            let Some(short) = holds::try_place(&self.pool, hold, now).await? else {
-                return Ok(());
-            };
-            // Holds that expired but are not swept may be what stands in the way: release
-            // them and try again, once per ticket type. If none were released, it is sold out.
-            if released_for.contains(&short) || self.release_expired(&short, now).await? == 0 {
-                return Err(holds::sold_out(&self.pool, &short).await);
-            }
-            released_for.push(short);
-        }
     }
 }
 
@@ -260,8 +245,12 @@ impl Store for PgStore {
         events::get_ticket_type(&self.pool, id, now).await
     }
 
-    async fn place_hold(&self, hold: &Hold, now: Timestamp) -> Result<(), StoreError> {
-        retry_transient!(self.place_hold_once(hold, now).await)
+    async fn place_holds(&self, batch: &[&Hold], now: Timestamp) -> Result<Vec<Placement>, StoreError> {
+        retry_transient!(holds::place_batch(&self.pool, batch, now).await)
+    }
+
+    async fn release_expired_holds(&self, ticket_type: &TicketTypeId, now: Timestamp) -> Result<u64, StoreError> {
+        retry_transient!(self.release_expired(ticket_type, now).await)
     }
 
     async fn get_hold(&self, id: &HoldId) -> Result<Hold, StoreError> {

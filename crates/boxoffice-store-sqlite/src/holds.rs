@@ -1,14 +1,15 @@
 //! Holds: placing, cancelling, expiring, counting.
 //!
-//! Capacity is a conditional update of the ticket type's `held` counter
-//! (`... WHERE capacity - sold - held >= quantity`), which cannot oversell. Holds that expired
-//! but are not swept still count in `held`; when they are what stands between a buyer and
-//! a ticket, `place` releases them in the same transaction and tries again, so an expired
-//! hold never blocks a sale, whether or not the sweeper has run.
+//! Capacity is the ticket type's `held` counter, read and raised inside one write
+//! transaction for a whole batch of holds (`place_batch`), which cannot oversell. Holds that
+//! expired but are not swept still count in `held`; when they are what stands between a
+//! buyer and a ticket, `boxoffice_core::store::place_in_rounds` releases them (`expire`
+//! scoped to the ticket type) and tries again, so an expired hold never blocks a sale,
+//! whether or not the sweeper has run.
 
 use std::collections::HashMap;
 
-use boxoffice_core::holds::{EmailAddress, Hold, HoldItem, HoldStatus, ReservationStats};
+use boxoffice_core::holds::{EmailAddress, FreeTickets, Hold, HoldStatus, Placement, ReservationStats, allocate};
 use boxoffice_core::ids::{EventId, HoldId, TicketTypeId};
 use boxoffice_core::rows::{self, HOLD_COLUMNS};
 use boxoffice_core::{StoreError, Timestamp};
@@ -21,70 +22,93 @@ use crate::rows::Columns;
 /// quantity many times over, while keeping the transaction short.
 pub(crate) const RELEASE_BATCH: u32 = 1_000;
 
-/// Places a hold inside a write transaction; see the module docs. On `SoldOut` the caller
-/// drops the transaction, which rolls back anything taken for earlier items.
-pub(crate) async fn place(conn: &mut SqliteConnection, hold: &Hold, now: Timestamp) -> Result<(), StoreError> {
-    for item in &hold.items {
-        if !take(conn, item).await? {
-            let released = expire(conn, now, RELEASE_BATCH, Some(&item.ticket_type_id)).await?;
-            if released == 0 || !take(conn, item).await? {
-                return Err(sold_out(conn, &item.ticket_type_id).await);
-            }
-        }
-    }
-    sqlx::query(
-        "INSERT INTO holds (id, event_id, status, customer_email, amount_cents, currency, created_at, expires_at, updated_at)
-         VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(hold.id.as_str())
-    .bind(hold.event_id.as_str())
-    .bind(hold.customer_email.as_ref().map(EmailAddress::as_str))
-    .bind(hold.amount.get())
-    .bind(hold.currency.as_str())
-    .bind(hold.created_at.as_millis())
-    .bind(hold.expires_at.as_millis())
-    .bind(now.as_millis())
-    .execute(&mut *conn)
-    .await
-    .map_err(map_error)?;
-    let mut insert_items =
-        QueryBuilder::<Sqlite>::new("INSERT INTO hold_items (hold_id, ticket_type_id, quantity, unit_price_cents) ");
-    insert_items.push_values(&hold.items, |mut row, item| {
-        row.push_bind(hold.id.as_str())
-            .push_bind(item.ticket_type_id.as_str())
-            .push_bind(i64::from(item.quantity.get()))
-            .push_bind(item.unit_price.get());
-    });
-    insert_items.build().execute(&mut *conn).await.map_err(map_error)?;
-    Ok(())
-}
+/// Holds per insert statement: 9 parameters per hold and up to 20 items of 4 each stay
+/// well below SQLite's 32,766 bound parameters.
+const INSERT_CHUNK: usize = 256;
 
-/// Takes an item's quantity from its ticket type if it fits; returns whether it did.
-async fn take(conn: &mut SqliteConnection, item: &HoldItem) -> Result<bool, StoreError> {
-    let quantity = i64::from(item.quantity.get());
-    let result = sqlx::query("UPDATE ticket_types SET held = held + ? WHERE id = ? AND capacity - sold - held >= ?")
-        .bind(quantity)
-        .bind(item.ticket_type_id.as_str())
-        .bind(quantity)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_error)?;
-    Ok(result.rows_affected() == 1)
-}
-
-async fn sold_out(conn: &mut SqliteConnection, id: &TicketTypeId) -> StoreError {
-    let name: Result<Option<String>, _> = sqlx::query_scalar("SELECT name FROM ticket_types WHERE id = ?")
-        .bind(id.as_str())
-        .fetch_optional(&mut *conn)
-        .await;
-    match name {
-        Ok(Some(ticket_type_name)) => StoreError::SoldOut {
-            ticket_type_id: id.clone(),
-            ticket_type_name,
-        },
-        Ok(None) => StoreError::NotFound("ticket type"),
-        Err(err) => map_error(err),
+/// Places a batch of holds inside a write transaction; see `Store::place_holds`. One
+/// read of the ticket types, the decision in memory with the shared rule, then one update
+/// per ticket type and one insert each for holds and items. `BEGIN IMMEDIATE` holds the
+/// write lock from the read to the write; the table's `CHECK` is a second line of defence.
+pub(crate) async fn place_batch(
+    conn: &mut SqliteConnection,
+    holds: &[&Hold],
+    now: Timestamp,
+) -> Result<Vec<Placement>, StoreError> {
+    let mut ticket_type_ids: Vec<&str> = holds
+        .iter()
+        .flat_map(|hold| hold.items.iter().map(|item| item.ticket_type_id.as_str()))
+        .collect();
+    ticket_type_ids.sort_unstable();
+    ticket_type_ids.dedup();
+    let mut read =
+        QueryBuilder::<Sqlite>::new("SELECT id, name, capacity - sold - held AS free FROM ticket_types WHERE id IN (");
+    let mut ids = read.separated(", ");
+    for id in &ticket_type_ids {
+        ids.push_bind(*id);
     }
+    read.push(")");
+    let mut free = HashMap::with_capacity(ticket_type_ids.len());
+    for row in read.build().fetch_all(&mut *conn).await.map_err(map_error)? {
+        let id: String = row.try_get("id").map_err(map_error)?;
+        let ticket_type = FreeTickets {
+            name: row.try_get("name").map_err(map_error)?,
+            free: row.try_get("free").map_err(map_error)?,
+        };
+        free.insert(TicketTypeId::from_trusted(id), ticket_type);
+    }
+    let allocation = allocate(holds, &mut free);
+    if !allocation.any_placed() {
+        return Ok(allocation.placements);
+    }
+    for (id, quantity) in &allocation.taken {
+        sqlx::query("UPDATE ticket_types SET held = held + ? WHERE id = ?")
+            .bind(quantity)
+            .bind(id.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_error)?;
+    }
+    let placed: Vec<&Hold> = holds
+        .iter()
+        .zip(&allocation.placements)
+        .filter(|(_, placement)| **placement == Placement::Placed)
+        .map(|(hold, _)| *hold)
+        .collect();
+    // Chunks keep each statement under SQLite's limit of bound parameters.
+    for chunk in placed.chunks(INSERT_CHUNK) {
+        let mut insert_holds = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO holds (id, event_id, status, customer_email, amount_cents, currency, created_at, expires_at, updated_at) ",
+        );
+        insert_holds.push_values(chunk, |mut row, hold| {
+            row.push_bind(hold.id.as_str())
+                .push_bind(hold.event_id.as_str())
+                .push_bind("active")
+                .push_bind(hold.customer_email.as_ref().map(EmailAddress::as_str))
+                .push_bind(hold.amount.get())
+                .push_bind(hold.currency.as_str())
+                .push_bind(hold.created_at.as_millis())
+                .push_bind(hold.expires_at.as_millis())
+                .push_bind(now.as_millis());
+        });
+        insert_holds.build().execute(&mut *conn).await.map_err(map_error)?;
+        let mut insert_items = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO hold_items (hold_id, ticket_type_id, quantity, unit_price_cents) ",
+        );
+        insert_items.push_values(
+            chunk
+                .iter()
+                .flat_map(|hold| hold.items.iter().map(move |item| (*hold, item))),
+            |mut row, (hold, item)| {
+                row.push_bind(hold.id.as_str())
+                    .push_bind(item.ticket_type_id.as_str())
+                    .push_bind(i64::from(item.quantity.get()))
+                    .push_bind(item.unit_price.get());
+            },
+        );
+        insert_items.build().execute(&mut *conn).await.map_err(map_error)?;
+    }
+    Ok(allocation.placements)
 }
 
 pub(crate) async fn get(pool: &SqlitePool, id: &HoldId) -> Result<Hold, StoreError> {

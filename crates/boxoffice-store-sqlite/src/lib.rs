@@ -36,7 +36,7 @@ use boxoffice_core::errors::store::{
     StoredError,
 };
 use boxoffice_core::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
-use boxoffice_core::holds::{Hold, ReservationStats};
+use boxoffice_core::holds::{Hold, Placement, ReservationStats};
 use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, OrderId, OrganizationId, TicketTypeId};
 use boxoffice_core::ids::{EmailId, ErrorGroupId};
 use boxoffice_core::jobs::JobRun;
@@ -232,10 +232,18 @@ impl Store for SqliteStore {
         events::get_ticket_type(&self.pool, id, now).await
     }
 
-    async fn place_hold(&self, hold: &Hold, now: Timestamp) -> Result<(), StoreError> {
+    async fn place_holds(&self, batch: &[&Hold], now: Timestamp) -> Result<Vec<Placement>, StoreError> {
         let mut tx = self.write().await?;
-        holds::place(&mut tx, hold, now).await?;
-        tx.commit().await
+        let placements = holds::place_batch(&mut tx, batch, now).await?;
+        tx.commit().await?;
+        Ok(placements)
+    }
+
+    async fn release_expired_holds(&self, ticket_type: &TicketTypeId, now: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let released = holds::expire(&mut tx, now, holds::RELEASE_BATCH, Some(ticket_type)).await?;
+        tx.commit().await?;
+        Ok(released)
     }
 
     async fn get_hold(&self, id: &HoldId) -> Result<Hold, StoreError> {

@@ -67,6 +67,17 @@ impl TestDatabase {
     pub async fn store(&self) -> Arc<dyn Store> {
         boxoffice_server::store::connect(&self.url).await.unwrap()
     }
+
+    /// Runs one SQL statement straight on the database (to set up a fault, e.g. a trigger).
+    pub async fn execute(&self, sql: &str) {
+        if self.url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+    }
 }
 
 fn hex_suffix() -> String {
@@ -93,6 +104,8 @@ pub struct AppOptions {
     pub payment_grace: Duration,
     /// Where alerts go; `None`: no alerts.
     pub alert_webhook_url: Option<String>,
+    /// Let alerts go to non-global addresses (a receiver on 127.0.0.1 needs it).
+    pub alert_webhook_allow_private: bool,
     pub alert_retry: boxoffice_core::errors::alerts::AlertRetry,
     /// How often queued alerts are delivered (`ZERO`: tests run the job themselves).
     pub alert_interval: Duration,
@@ -110,6 +123,8 @@ pub struct AppOptions {
     pub mail_from: String,
     /// The mail folder; `None`: a fresh temporary directory.
     pub mail_dir: Option<std::path::PathBuf>,
+    /// How hold requests are batched (the product's default unless a test says otherwise).
+    pub hold_batching: boxoffice_core::service::HoldBatching,
     pub mail_retry: boxoffice_core::mail::MailRetry,
     /// How often queued e-mail is sent (`ZERO`: tests run the job themselves).
     pub mail_interval: Duration,
@@ -129,6 +144,7 @@ impl Default for AppOptions {
             idempotency_lock_timeout: Duration::from_secs(120),
             payment_grace: Duration::from_secs(300),
             alert_webhook_url: None,
+            alert_webhook_allow_private: false,
             alert_retry: boxoffice_core::errors::alerts::AlertRetry::default(),
             alert_interval: Duration::ZERO,
             error_spool_dir: None,
@@ -139,6 +155,7 @@ impl Default for AppOptions {
             smtp_url: None,
             mail_from: ServerConfig::default().mail_from,
             mail_dir: None,
+            hold_batching: boxoffice_core::service::HoldBatching::default(),
             mail_retry: boxoffice_core::mail::MailRetry::default(),
             mail_interval: Duration::ZERO,
         }
@@ -182,6 +199,7 @@ pub async fn spawn_app(database: &TestDatabase, options: AppOptions) -> TestApp 
         admin_token: Some(SecretToken::new(OPERATOR_TOKEN)),
         hold_duration: options.hold_duration,
         sweep_interval: options.sweep_interval,
+        hold_batching: options.hold_batching,
         rate_limit_per_minute: options.rate_limit_per_minute,
         stripe_api_base: options.stripe_api_base.clone(),
         stripe_secret_key: options.stripe_secret_key.as_deref().map(SecretToken::new),
@@ -194,6 +212,7 @@ pub async fn spawn_app(database: &TestDatabase, options: AppOptions) -> TestApp 
         // Off: tests run retention themselves (a run at start would race their reports).
         error_retention_interval: Duration::ZERO,
         alert_webhook_url: options.alert_webhook_url.clone(),
+        alert_webhook_allow_private: options.alert_webhook_allow_private,
         alert_retry: options.alert_retry,
         alert_interval: options.alert_interval,
         error_spool_dir: Some(spool_dir.clone()),
@@ -398,4 +417,23 @@ macro_rules! both_engines {
             }
         }
     };
+}
+
+impl TestDatabase {
+    /// Drops a PostgreSQL test database right away (the model test creates one per case;
+    /// `scripts/test.sh` would otherwise drop them only at the end). SQLite's goes with its
+    /// directory. Call it after the server using it has stopped.
+    pub async fn drop_now(&self) {
+        if self._dir.is_some() {
+            return;
+        }
+        let Some((_, name)) = self.url.rsplit_once('/') else {
+            return;
+        };
+        let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
 }
