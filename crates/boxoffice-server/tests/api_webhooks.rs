@@ -495,6 +495,40 @@ both_engines!(
     }
 );
 
+// Regression (found in the issue-8 review): the late path counted other buyers' holds that
+// had run out but were not swept yet as taken, and refunded a payment whose tickets were free.
+both_engines!(
+    a_late_payment_is_not_refused_by_another_buyers_expired_unswept_hold,
+    |engine| async move {
+        let clock = ManualClock::starting_now();
+        let shop = shop(engine, 1, Some(clock.clone())).await;
+        let late = shop.start_purchase(1).await;
+        clock.advance(Duration::from_secs(601));
+        // The only ticket goes to another buyer (releasing the first hold on the way)…
+        let other = shop.hold(1).await;
+        assert_eq!(other.status, 201, "{}", other.body);
+        // …whose hold runs out too, and no sweeper has run.
+        clock.advance(Duration::from_secs(601));
+        assert_eq!(shop.inventory().await, (0, 0, 1), "the ticket is free again");
+
+        shop.confirm(&late, "pm_card_visa").await;
+        let order = shop.order_becomes(&late, "paid").await;
+        assert_eq!(ticket_codes(&order).len(), 1);
+        assert_eq!(
+            shop.inventory().await,
+            (1, 0, 0),
+            "sold once, nothing held, nothing oversold"
+        );
+        let expired = shop
+            .app
+            .get(&format!("/api/v1/reservations/{}", other.body["id"].as_str().unwrap()))
+            .await;
+        assert_eq!(expired.body["status"], "expired", "{}", expired.body);
+        let refunds = shop.stripe_events("charge.refunded", &late.payment_intent).await;
+        assert!(refunds.is_empty(), "not refunded: {refunds:?}");
+    }
+);
+
 both_engines!(
     reconciliation_applies_events_that_were_never_delivered,
     |engine| async move {

@@ -3,7 +3,7 @@
 //! that it took place commit together or not at all.
 
 use boxoffice_core::holds::{Hold, HoldStatus};
-use boxoffice_core::ids::OrderId;
+use boxoffice_core::ids::{OrderId, TicketTypeId};
 use boxoffice_core::mail::EmailKind;
 use boxoffice_core::payments::{Order, OrderStatus};
 use boxoffice_core::rows::{self, EVENT_LISTING_COLUMNS, ORDER_COLUMNS};
@@ -204,7 +204,7 @@ async fn paid(
                 // Expired by the clock but not swept: release it first, as the sweeper would.
                 holds::release_as(conn, &hold, HoldStatus::Expired, now).await?;
             }
-            if !take_late(conn, &hold).await? {
+            if !take_late(conn, &hold, now).await? {
                 sqlx::query("UPDATE orders SET refund_requested_at = $1, updated_at = $2 WHERE id = $3")
                     .bind(now.as_millis())
                     .bind(now.as_millis())
@@ -247,19 +247,27 @@ async fn move_held_to_sold(conn: &mut PgConnection, ticket_type: &str, quantity:
 }
 
 /// Takes the tickets of a hold that no longer holds them, all or none, only if they are
-/// still available. Never oversells: the same conditional update as a new hold.
-async fn take_late(conn: &mut PgConnection, hold: &Hold) -> Result<bool, StoreError> {
+/// still available. Never oversells: the same conditional update as a new hold. `held`
+/// still counts other holds that ran out but were not swept yet; when a ticket type comes
+/// up short, those are released first (as placing a hold does) and the update tried again,
+/// so a late payment is refunded only when the tickets are really taken.
+async fn take_late(conn: &mut PgConnection, hold: &Hold, now: Timestamp) -> Result<bool, StoreError> {
     for (i, item) in hold.items.iter().enumerate() {
         let quantity = i64::from(item.quantity.get());
-        let taken =
-            sqlx::query("UPDATE ticket_types SET sold = sold + $1 WHERE id = $2 AND capacity - sold - held >= $3")
-                .bind(quantity)
-                .bind(item.ticket_type_id.as_str())
-                .bind(quantity)
-                .execute(&mut *conn)
-                .await
-                .map_err(map_error)?;
-        if taken.rows_affected() == 0 {
+        let mut taken = take_if_free(conn, &item.ticket_type_id, quantity).await?;
+        if !taken
+            && holds::expire(
+                conn,
+                now,
+                holds::RELEASE_BATCH,
+                holds::ExpiryScope::TicketType(&item.ticket_type_id),
+            )
+            .await?
+                > 0
+        {
+            taken = take_if_free(conn, &item.ticket_type_id, quantity).await?;
+        }
+        if !taken {
             // Give back what the earlier items took; the refund path follows.
             for earlier in &hold.items[..i] {
                 sqlx::query("UPDATE ticket_types SET sold = sold - $1 WHERE id = $2")
@@ -273,6 +281,18 @@ async fn take_late(conn: &mut PgConnection, hold: &Hold) -> Result<bool, StoreEr
         }
     }
     Ok(true)
+}
+
+/// Sells `quantity` tickets of a ticket type if that many are neither sold nor held.
+async fn take_if_free(conn: &mut PgConnection, ticket_type: &TicketTypeId, quantity: i64) -> Result<bool, StoreError> {
+    let taken = sqlx::query("UPDATE ticket_types SET sold = sold + $1 WHERE id = $2 AND capacity - sold - held >= $3")
+        .bind(quantity)
+        .bind(ticket_type.as_str())
+        .bind(quantity)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_error)?;
+    Ok(taken.rows_affected() == 1)
 }
 
 async fn issue_tickets(conn: &mut PgConnection, order: &Order, hold: &Hold, now: Timestamp) -> Result<u32, StoreError> {
