@@ -133,7 +133,8 @@ fn parse_group_id(raw: &str) -> Result<ErrorGroupId, ApiError> {
 #[utoipa::path(post, path = "/api/v1/errors", tag = "errors",
     request_body = ReportError,
     security(("bearer" = [])),
-    responses((status = 202, body = ReportedError), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses(
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),(status = 202, body = ReportedError), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn report(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

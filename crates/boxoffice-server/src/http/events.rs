@@ -151,6 +151,7 @@ pub(crate) fn parse_event_id(raw: &str) -> Result<EventId, ApiError> {
     request_body = CreateEvent,
     security(("bearer" = [])),
     responses(
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 201, body = EventResponse),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
     ))]
@@ -222,6 +223,7 @@ pub async fn get(
     request_body = CreateTicketType,
     security(("bearer" = [])),
     responses(
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 201, body = TicketTypeResponse),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
     ))]
@@ -248,6 +250,7 @@ pub async fn create_ticket_type(
     request_body = UpdateTicketType,
     security(("bearer" = [])),
     responses(
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 200, body = TicketTypeResponse),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
     ))]

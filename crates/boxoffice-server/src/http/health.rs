@@ -38,7 +38,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthResponse
 }
 
 /// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "application/openmetrics-text", description = "Prometheus/OpenMetrics text")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(

@@ -84,7 +84,9 @@ fn parse_hold_id(raw: &str) -> Result<HoldId, ApiError> {
     HoldId::parse(raw).map_err(|_| ApiError::not_found("reservation"))
 }
 
-fn parse_request(body: CreateReservation) -> Result<HoldRequest, ApiError> {
+/// The checks of a reservation body that need no database. Public for the fuzz targets.
+#[doc(hidden)]
+pub fn parse_request(body: CreateReservation) -> Result<HoldRequest, ApiError> {
     let event_id = parse_event_id(&body.event_id)?;
     let mut items = Vec::with_capacity(body.items.len());
     for (index, item) in body.items.iter().enumerate() {

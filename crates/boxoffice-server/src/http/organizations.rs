@@ -74,6 +74,7 @@ fn parse_organization_id(raw: &str) -> Result<OrganizationId, ApiError> {
     request_body = CreateOrganization,
     security(("bearer" = [])),
     responses(
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 201, body = OrganizationResponse),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
     ))]

@@ -89,7 +89,9 @@ impl OrderResponse {
 
 /// The request digest an idempotency key is bound to: method, path and the body as
 /// canonical JSON (key order and whitespace do not matter; any other change does).
-fn fingerprint(path: &str, body: &Bytes) -> Result<String, ApiError> {
+/// Public for the fuzz targets.
+#[doc(hidden)]
+pub fn fingerprint(path: &str, body: &Bytes) -> Result<String, ApiError> {
     let canonical = if body.iter().all(u8::is_ascii_whitespace) {
         "{}".to_owned()
     } else {
