@@ -16,15 +16,7 @@ use serde_json::{Value, json};
 
 /// The `hold_batch_size` histogram from `/metrics`: (transactions, hold requests in them).
 async fn hold_batches(app: &TestApp) -> (u64, u64) {
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let read = |name: &str| -> u64 {
         metrics
             .lines()

@@ -84,15 +84,7 @@ both_engines!(health_metrics_and_openapi, |engine| async move {
     assert_eq!(app.hold(&event, &[(&tts[0], 1)]).await.status, 409);
     app.post_as(OPERATOR_TOKEN, "/api/v1/admin/jobs/expire-holds/run", json!({}))
         .await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for expected in [
         "boxoffice_holds_created_total 1",
         "boxoffice_holds_sold_out_total 1",

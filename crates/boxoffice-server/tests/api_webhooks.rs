@@ -548,16 +548,7 @@ both_engines!(
         let events = shop.webhook_events().await;
         let found = events.iter().find(|e| e["type"] == "payment_intent.succeeded").unwrap();
         assert_eq!(found["delivery_count"], 0, "found by reconciliation, never delivered");
-        let metrics = shop
-            .app
-            .client
-            .get(shop.app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = shop.app.metrics().await;
         assert!(
             metrics.contains("boxoffice_webhook_events_total{outcome=\"reconciled\"}"),
             "{metrics}"

@@ -572,17 +572,6 @@ impl Shop {
     }
 }
 
-async fn get_text(app: &TestApp, path: &str) -> String {
-    app.client
-        .get(app.url(path))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 async fn run_job(app: &TestApp, job: &str) -> u64 {
     let run = app
         .post_as(OPERATOR_TOKEN, &format!("/api/v1/admin/jobs/{job}/run"), json!({}))
@@ -715,7 +704,7 @@ both_engines!(
         assert!(shop.emails("&status=queued").await.is_empty());
         assert!(shop.emails("&status=failed").await.is_empty());
 
-        let metrics = get_text(&shop.app, "/metrics").await;
+        let metrics = shop.app.metrics().await;
         assert!(
             metrics.contains(r#"boxoffice_email_attempts_total{kind="confirmation",outcome="sent"} 1"#),
             "{metrics}"
@@ -812,7 +801,7 @@ both_engines!(
         let email = shop.email_of(&purchase, "confirmation").await;
         assert_eq!(email["status"], "sent");
         assert_eq!(outcomes(&email), ["failed", "failed", "sent"]);
-        let metrics = get_text(&shop.app, "/metrics").await;
+        let metrics = shop.app.metrics().await;
         assert!(
             metrics.contains(r#"boxoffice_email_attempts_total{kind="confirmation",outcome="failed"} 2"#),
             "{metrics}"

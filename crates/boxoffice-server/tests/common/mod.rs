@@ -284,6 +284,13 @@ impl TestApp {
         self.send(self.client.get(self.url(path))).await
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET /metrics");
+        response.text().await.unwrap()
+    }
+
     pub async fn get_as(&self, token: &str, path: &str) -> Answer {
         self.send(self.client.get(self.url(path)).bearer_auth(token)).await
     }
