@@ -146,3 +146,67 @@ async fn readyz_reports_an_unreachable_database() {
     let holds = app.get("/api/v1/events").await;
     assert!(holds.status >= 500 && holds.body["error"]["code"].is_string());
 }
+
+#[tokio::test]
+async fn readyz_reports_a_database_that_stops_answering_within_seconds() {
+    // A database that stops answering without closing its connections (a frozen host, a
+    // network partition): the app reaches PostgreSQL through a proxy that can stop
+    // forwarding bytes while keeping every connection open.
+    let db = TestDatabase::new(common::Engine::Postgres).await;
+    let upstream = db.postgres_address();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap().to_string();
+    let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let frozen_in_proxy = frozen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            for (mut from, mut to) in [(client_read, server_write), (server_read, client_write)] {
+                let frozen = frozen_in_proxy.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buffer = vec![0; 16 * 1024];
+                    loop {
+                        let n = match from.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        while frozen.load(std::sync::atomic::Ordering::SeqCst) {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        if to.write_all(&buffer[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    let app = spawn_app(&db.postgres_through(&proxy), AppOptions::default()).await;
+    assert_eq!(app.get("/readyz").await.status, 200);
+
+    frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    let asked = std::time::Instant::now();
+    let down = app.get("/readyz").await;
+    let waited = asked.elapsed();
+    assert_eq!(down.status, 503, "{}", down.body);
+    // The probe's own bound (2 s; it cannot fire early), well under the pool's 10 s acquire
+    // timeout even on a slow machine. Without it the probe hung on the frozen connection.
+    assert!(
+        waited >= std::time::Duration::from_millis(1_900) && waited < std::time::Duration::from_secs(6),
+        "answered after {waited:?}"
+    );
+
+    frozen.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut ready = app.get("/readyz").await.status;
+    for _ in 0..50 {
+        if ready == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        ready = app.get("/readyz").await.status;
+    }
+    assert_eq!(ready, 200, "ready again once the database answers");
+}

@@ -427,6 +427,26 @@ macro_rules! both_engines {
 }
 
 impl TestDatabase {
+    /// The same PostgreSQL database reached through `host:port` (a proxy in front of the
+    /// server), for tests that make the network misbehave. Not for SQLite.
+    pub fn postgres_through(&self, host_port: &str) -> TestDatabase {
+        let (scheme_and_user, rest) = self.url.split_once('@').expect("a postgres URL with a user");
+        let (_, path) = rest.split_once('/').expect("a postgres URL with a database");
+        TestDatabase {
+            url: format!("{scheme_and_user}@{host_port}/{path}"),
+            _dir: None,
+        }
+    }
+
+    /// The `host:port` of a PostgreSQL test database.
+    pub fn postgres_address(&self) -> String {
+        let (_, rest) = self.url.split_once('@').expect("a postgres URL with a user");
+        rest.split_once('/')
+            .expect("a postgres URL with a database")
+            .0
+            .to_owned()
+    }
+
     /// Drops a PostgreSQL test database right away (the model test creates one per case;
     /// `scripts/test.sh` would otherwise drop them only at the end). SQLite's goes with its
     /// directory. Call it after the server using it has stopped.
