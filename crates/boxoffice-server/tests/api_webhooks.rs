@@ -75,13 +75,7 @@ impl Shop {
     }
 
     async fn stripe(&self, method: reqwest::Method, path: &str, form: &[(&str, &str)]) -> common::Answer {
-        let request = self
-            .app
-            .client
-            .request(method, self.app.url(&format!("/_fake-stripe{path}")))
-            .bearer_auth(STRIPE_KEY)
-            .form(form);
-        self.app.send(request).await
+        self.app.fake_stripe(STRIPE_KEY, method, path, form).await
     }
 
     async fn confirm(&self, purchase: &Purchase, payment_method: &str) -> common::Answer {

@@ -450,13 +450,7 @@ impl Shop {
     }
 
     async fn stripe(&self, method: reqwest::Method, path: &str, form: &[(&str, &str)]) -> Answer {
-        let request = self
-            .app
-            .client
-            .request(method, self.app.url(&format!("/_fake-stripe{path}")))
-            .bearer_auth(STRIPE_KEY)
-            .form(form);
-        self.app.send(request).await
+        self.app.fake_stripe(STRIPE_KEY, method, path, form).await
     }
 
     /// A hold of `quantity` for `email`, paid with the double's test card; waits until the

@@ -513,13 +513,7 @@ impl Case {
     }
 
     async fn stripe(&self, method: reqwest::Method, path: &str, form: &[(&str, &str)]) -> Answer {
-        let request = self
-            .app
-            .client
-            .request(method, self.app.url(&format!("/_fake-stripe{path}")))
-            .bearer_auth(STRIPE_KEY)
-            .form(form);
-        self.app.send(request).await
+        self.app.fake_stripe(STRIPE_KEY, method, path, form).await
     }
 
     async fn run(&mut self, op: &Op) -> Step {

@@ -284,6 +284,17 @@ impl TestApp {
         self.send(self.client.get(self.url(path))).await
     }
 
+    /// A request to the built-in Stripe double (mounted under `/_fake-stripe`) with its API
+    /// key, form-encoded as Stripe's API is.
+    pub async fn fake_stripe(&self, key: &str, method: reqwest::Method, path: &str, form: &[(&str, &str)]) -> Answer {
+        let request = self
+            .client
+            .request(method, self.url(&format!("/_fake-stripe{path}")))
+            .bearer_auth(key)
+            .form(form);
+        self.send(request).await
+    }
+
     /// The Prometheus text of `GET /metrics`.
     pub async fn metrics(&self) -> String {
         let response = self.client.get(self.url("/metrics")).send().await.unwrap();
