@@ -33,8 +33,8 @@
 //! - `PROPTEST_RNG_SEED` — replay a run (the seed is printed at the start);
 //! - `PROPTEST_MAX_SHRINK_ITERS` — shrinking budget (default 200 here).
 //!
-//! A long run: `PROPTEST_CASES=300 BOXOFFICE_MODEL_STEPS=60 cargo nextest run -p
-//! boxoffice-server --test model --no-capture`.
+//! A long run (the `long` nextest profile lifts the 3-minute limit): `PROPTEST_CASES=300
+//! BOXOFFICE_MODEL_STEPS=60 cargo nextest run --profile long -p boxoffice-server --test model --no-capture`.
 
 #![allow(clippy::unwrap_used)]
 

@@ -9,7 +9,7 @@
 //!
 //! ```sh
 //! cargo nextest run -p boxoffice --test faults --no-capture                            # short, ~60–90 s
-//! BOXOFFICE_FAULTS_LONG=1 cargo nextest run -p boxoffice --test faults --no-capture    # long, ~5 min
+//! BOXOFFICE_FAULTS_LONG=1 cargo nextest run --profile long -p boxoffice --test faults --no-capture  # ~5 min
 //! ```
 //!
 //! - `BOXOFFICE_FAULTS_LONG=1`: the long variant (4 minutes of load instead of 40 s, more
