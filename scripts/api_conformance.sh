@@ -147,6 +147,9 @@ cat >"$config" <<EOF
 EOF
 started=$SECONDS
 status=0
+# One worker: with two, hypothesis parses lambda sources with `ast.parse` from two threads at
+# once, which CPython 3.11 can fail with "SystemError: AST constructor recursion depth
+# mismatch" — an error of the tool, reported as a failed run (seen once in CI).
 "$venv/bin/schemathesis" --no-color --config-file "$config" run "$base/api/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
@@ -154,7 +157,7 @@ status=0
     --max-examples "$MAX_EXAMPLES" \
     --max-time "$MAX_TIME" \
     --seed "$SEED" \
-    --workers 2 \
+    --workers 1 \
     --request-timeout 10 \
     --suppress-health-check all \
     "$@" || status=$?
