@@ -50,20 +50,7 @@ fi
 
 # --- the venv -----------------------------------------------------------------------------
 venv="$ROOT/target/schemathesis-venv"
-stamp="$venv/.requirement"
-if [[ -x $venv/bin/schemathesis && -f $stamp && $(cat "$stamp") == "$SCHEMATHESIS_REQUIREMENT" ]]; then
-    bo_log "schemathesis: cached in $venv"
-else
-    command -v python3 >/dev/null 2>&1 || bo_apt_install python3
-    if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
-        bo_apt_install python3-venv
-    fi
-    bo_log "creating $venv with $SCHEMATHESIS_REQUIREMENT"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$SCHEMATHESIS_REQUIREMENT"
-    echo "$SCHEMATHESIS_REQUIREMENT" >"$stamp"
-fi
+bo_pinned_venv "$venv" "$SCHEMATHESIS_REQUIREMENT" "schemathesis --version"
 bo_log "$("$venv/bin/schemathesis" --version)"
 
 # --- the server ---------------------------------------------------------------------------

@@ -79,3 +79,25 @@ s.close()'
     done
     bo_die "could not find a free TCP port on 127.0.0.1"
 }
+
+# bo_pinned_venv VENV REQUIREMENT CHECK — make sure VENV is a Python venv with exactly the pip
+# REQUIREMENT installed (recorded in VENV/.requirement), recreating it when the requirement
+# changed or the shell command CHECK (run with the venv's bin/ first on PATH) fails. Python
+# and its venv module come from Debian when missing.
+bo_pinned_venv() {
+    local venv=$1 requirement=$2 check=$3 stamp="$1/.requirement"
+    if [[ -x $venv/bin/python && -f $stamp && $(cat "$stamp") == "$requirement" ]] &&
+        PATH="$venv/bin:$PATH" bash -c "$check" >/dev/null 2>&1; then
+        bo_log "$requirement: cached in $venv"
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 || bo_apt_install python3
+    if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        bo_apt_install python3-venv
+    fi
+    bo_log "creating $venv with $requirement"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$requirement"
+    echo "$requirement" >"$stamp"
+}

@@ -14,21 +14,7 @@ BO_SENTRY_SDK_REQUIREMENT='sentry-sdk==2.*'
 
 bo_python_sdk_setup() {
     local venv="$ROOT/target/python-sdk-venv"
-    local stamp="$venv/.requirement"
-    if [[ -x $venv/bin/python && -f $stamp && $(cat "$stamp") == "$BO_SENTRY_SDK_REQUIREMENT" ]] &&
-        "$venv/bin/python" -c 'import sentry_sdk' 2>/dev/null; then
-        bo_log "Python Sentry SDK: $("$venv/bin/python" -c 'import sentry_sdk; print(sentry_sdk.VERSION)') (cached in $venv)"
-    else
-        command -v python3 >/dev/null 2>&1 || bo_die "python3 is needed for the Sentry SDK tests"
-        if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
-            bo_apt_install python3-venv
-        fi
-        bo_log "creating $venv with $BO_SENTRY_SDK_REQUIREMENT"
-        rm -rf "$venv"
-        python3 -m venv "$venv"
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$BO_SENTRY_SDK_REQUIREMENT"
-        echo "$BO_SENTRY_SDK_REQUIREMENT" >"$stamp"
-        bo_log "Python Sentry SDK: $("$venv/bin/python" -c 'import sentry_sdk; print(sentry_sdk.VERSION)')"
-    fi
+    bo_pinned_venv "$venv" "$BO_SENTRY_SDK_REQUIREMENT" "python -c 'import sentry_sdk'"
+    bo_log "Python Sentry SDK: $("$venv/bin/python" -c 'import sentry_sdk; print(sentry_sdk.VERSION)')"
     export BOXOFFICE_TEST_PYTHON="$venv/bin/python"
 }
