@@ -136,26 +136,11 @@ impl Shop {
     }
 
     async fn deliver(&self, payload: &str, secret: &str) -> common::Answer {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        self.deliver_signed(
-            payload,
-            &boxoffice_stripe::webhook::sign(payload.as_bytes(), secret, now),
-        )
-        .await
+        self.app.deliver_stripe_webhook(payload, secret).await
     }
 
     async fn deliver_signed(&self, payload: &str, signature: &str) -> common::Answer {
-        let request = self
-            .app
-            .client
-            .post(self.app.url("/webhooks/stripe"))
-            .header("stripe-signature", signature)
-            .header("content-type", "application/json")
-            .body(payload.to_owned());
-        self.app.send(request).await
+        self.app.post_stripe_webhook(payload, signature).await
     }
 
     async fn webhook_events(&self) -> Vec<Value> {

@@ -544,20 +544,7 @@ impl Shop {
             .to_string();
         let deliveries = (0..times).map(|_| {
             let (app, payload) = (self.app.clone(), event.clone());
-            tokio::spawn(async move {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs() as i64;
-                let signature = boxoffice_stripe::webhook::sign(payload.as_bytes(), SECRET, now);
-                let request = app
-                    .client
-                    .post(app.url("/webhooks/stripe"))
-                    .header("stripe-signature", signature)
-                    .header("content-type", "application/json")
-                    .body(payload);
-                app.send(request).await
-            })
+            tokio::spawn(async move { app.deliver_stripe_webhook(&payload, SECRET).await })
         });
         for answer in futures::future::join_all(deliveries).await {
             let answer = answer.unwrap();

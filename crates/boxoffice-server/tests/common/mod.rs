@@ -295,6 +295,27 @@ impl TestApp {
         self.send(request).await
     }
 
+    /// POSTs `payload` to the Stripe webhook endpoint with this `Stripe-Signature` header.
+    pub async fn post_stripe_webhook(&self, payload: &str, signature: &str) -> Answer {
+        let request = self
+            .client
+            .post(self.url("/webhooks/stripe"))
+            .header("stripe-signature", signature)
+            .header("content-type", "application/json")
+            .body(payload.to_owned());
+        self.send(request).await
+    }
+
+    /// Delivers `payload` as Stripe does: signed with `secret` at the current time.
+    pub async fn deliver_stripe_webhook(&self, payload: &str, secret: &str) -> Answer {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let signature = boxoffice_stripe::webhook::sign(payload.as_bytes(), secret, now);
+        self.post_stripe_webhook(payload, &signature).await
+    }
+
     /// The Prometheus text of `GET /metrics`.
     pub async fn metrics(&self) -> String {
         let response = self.client.get(self.url("/metrics")).send().await.unwrap();
