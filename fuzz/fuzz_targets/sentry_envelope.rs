@@ -19,7 +19,7 @@
 use std::io::Write;
 
 use boxoffice_core::Timestamp;
-use boxoffice_core::errors::sentry_event::prepare_sentry_event;
+use boxoffice_core::error_store::sentry_event::prepare_sentry_event;
 use boxoffice_fuzz::selector;
 use boxoffice_server::http::envelopes::MAX_ENVELOPE_BODY_BYTES;
 use boxoffice_server::sentry::{DecodeError, EnvelopeLimits, decode_body, parse_dsn, parse_envelope, sentry_key};

@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::catalog::MAX_PER_ORDER_CEILING;
 use crate::clock::Timestamp;
-use crate::events::MAX_PER_ORDER_CEILING;
 use crate::ids::{EventId, HoldId, TicketTypeId};
 use crate::money::{Cents, Currency};
 

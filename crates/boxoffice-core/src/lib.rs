@@ -7,9 +7,9 @@
 //! on [`BoxOffice`].
 
 pub mod auth;
+pub mod catalog;
 pub mod clock;
-pub mod errors;
-pub mod events;
+pub mod error_store;
 pub mod failures;
 pub mod holds;
 pub mod idempotency;

@@ -7,9 +7,9 @@
 //! changed behind our back and surface as `StoreError::Other`.
 
 use crate::auth::{StoredApiKey, TokenHash};
+use crate::catalog::{Capacity, Event, HoldSeconds, MaxPerOrder, TicketType};
 use crate::clock::Timestamp;
-use crate::errors::store::{AlertKind, ErrorGroup, ErrorProject, PendingAlert, StoredError};
-use crate::events::{Capacity, Event, HoldSeconds, MaxPerOrder, TicketType};
+use crate::error_store::reports::{AlertKind, ErrorGroup, ErrorProject, PendingAlert, StoredError};
 use crate::failures::Severity;
 use crate::holds::{EmailAddress, Hold, HoldItem, HoldStatus, Quantity};
 use crate::ids::{ApiKeyId, EventId, HoldId, JobRunId, OrderId, OrganizationId, TicketTypeId};
@@ -20,7 +20,7 @@ use crate::money::{Cents, Currency};
 use crate::organizations::{Name, Organization};
 use crate::payments::{IdempotencyRecord, Order, OrderStatus, RecoveryPoint, StoredResponse};
 use crate::store::StoreError;
-use crate::webhooks::{EventStatus, StoredEvent, Ticket};
+use crate::webhooks::{EventStatus, StoredStripeEvent, Ticket};
 
 /// Typed access to one row's columns by name, as a store's row type provides it.
 pub trait StoredRow {
@@ -203,8 +203,8 @@ pub const EVENT_LISTING_COLUMNS: &str =
     "id, event_type, status, outcome, last_error, delivery_count, attempts, received_at, applied_at";
 
 /// Columns: [`EVENT_LISTING_COLUMNS`].
-pub fn stored_event(row: &impl StoredRow) -> Result<StoredEvent, StoreError> {
-    Ok(StoredEvent {
+pub fn stored_event(row: &impl StoredRow) -> Result<StoredStripeEvent, StoreError> {
+    Ok(StoredStripeEvent {
         id: row.text("id")?,
         event_type: row.text("event_type")?,
         status: EventStatus::parse(&row.text("status")?).ok_or_else(|| corrupt("webhook event status"))?,

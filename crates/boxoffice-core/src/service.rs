@@ -5,15 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{self, Caller, MintedApiKey, SecretToken, StoredApiKey, TokenHash};
+use crate::catalog::{Capacity, Event, EventWithTicketTypes, HoldSeconds, MaxPerOrder, TicketType, TicketTypeChanges};
 use crate::clock::{Clock, Timestamp};
-use crate::errors::alerts::{AlertRetry, AlertSender};
-use crate::errors::store::{AlertPolicy, ErrorProject};
-use crate::events::{Capacity, Event, EventWithTicketTypes, HoldSeconds, MaxPerOrder, TicketType, TicketTypeChanges};
+use crate::error_store::alerts::{AlertRetry, AlertSender};
+use crate::error_store::reports::{AlertPolicy, ErrorProject};
 use crate::failures::{Failure, FailureSink, LogSink, Severity};
 
 mod admin;
 pub mod checkout;
-mod errors;
+mod error_store;
 mod holds;
 mod mail;
 use crate::holds::{Hold, HoldStatus, ReservationStats};
@@ -28,8 +28,8 @@ use crate::payments::{
     PaymentProvider, ProviderError, ProviderIntent, RecoveryPoint, StoredResponse,
 };
 use crate::store::{Page, PageRequest, Store, StoreError};
-use crate::webhooks::{ApplyOutcome, IncomingEvent, StoredEvent, Ticket};
-pub use errors::{ErrorInput, prepare_error, prepare_failure};
+use crate::webhooks::{ApplyOutcome, StoredStripeEvent, StripeEvent, Ticket};
+pub use error_store::{ErrorInput, prepare_error, prepare_failure};
 pub use holds::{BatchObserver, HoldBatching};
 
 /// The setting under which the operator token's hash is kept.
@@ -793,7 +793,7 @@ impl BoxOffice {
     /// Handles a delivered event: stores it durably (the caller acknowledges only after
     /// this returns `Ok`), then applies it. A failure to apply is recorded and retried by
     /// the worker; it does not fail the delivery, since the event is safely stored.
-    pub async fn receive_webhook(&self, event: IncomingEvent) -> Result<WebhookResult, Error> {
+    pub async fn receive_webhook(&self, event: StripeEvent) -> Result<WebhookResult, Error> {
         let now = self.now();
         let (status, _) = self
             .store
@@ -894,7 +894,7 @@ impl BoxOffice {
         let mut affected = 0;
         let mut errors = Vec::new();
         for payload in payloads {
-            let event = match IncomingEvent::parse(payload.as_bytes()) {
+            let event = match StripeEvent::parse(payload.as_bytes()) {
                 Ok(event) => event,
                 Err(err) => {
                     errors.push(err.to_string());
@@ -919,7 +919,7 @@ impl BoxOffice {
     }
 
     /// Stored webhook events, newest first.
-    pub async fn list_webhook_events(&self, caller: &Caller, limit: u32) -> Result<Vec<StoredEvent>, Error> {
+    pub async fn list_webhook_events(&self, caller: &Caller, limit: u32) -> Result<Vec<StoredStripeEvent>, Error> {
         require_operator(caller)?;
         Ok(self.store.list_webhook_events(limit).await?)
     }

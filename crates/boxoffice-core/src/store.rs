@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, HashSet};
 use async_trait::async_trait;
 
 use crate::auth::StoredApiKey;
+use crate::catalog::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use crate::clock::Timestamp;
-use crate::errors::store::{
+use crate::error_store::reports::{
     AlertDelivery, AlertPolicy, ErrorGroup, ErrorProject, ErrorReport, GroupFilter, PendingAlert, Pruned, Recorded,
     StoredError,
 };
-use crate::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use crate::holds::{Hold, Placement, ReservationStats};
 use crate::ids::{ApiKeyId, EventId, HoldId, OrderId, OrganizationId, TicketTypeId};
 use crate::ids::{EmailId, ErrorGroupId};
@@ -23,7 +23,7 @@ use crate::jobs::JobRun;
 use crate::mail::{EmailAttempt, EmailDelivery, EmailStatus, EmailToSend, QueuedEmail};
 use crate::organizations::Organization;
 use crate::payments::{Begun, IdempotencyRecord, Order, OrderPhase, ProviderIntent, StoredResponse};
-use crate::webhooks::{ApplyOutcome, EventStatus, IncomingEvent, StoredEvent, Ticket};
+use crate::webhooks::{ApplyOutcome, EventStatus, StoredStripeEvent, StripeEvent, Ticket};
 
 /// A boxed error from a storage engine, kept whole for logs and the error store.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -369,7 +369,7 @@ pub trait Store: Send + Sync + 'static {
     /// whether it was new. The event becomes due for the worker at `due_at`.
     async fn record_webhook_event(
         &self,
-        event: &IncomingEvent,
+        event: &StripeEvent,
         delivered: bool,
         due_at: Timestamp,
         now: Timestamp,
@@ -390,12 +390,12 @@ pub trait Store: Send + Sync + 'static {
     async fn due_webhook_events(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError>;
 
     /// Stored events, newest first.
-    async fn list_webhook_events(&self, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn list_webhook_events(&self, limit: u32) -> Result<Vec<StoredStripeEvent>, StoreError>;
 
     /// The tickets of an order.
     async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, StoreError>;
 
-    // ----- the error store (see `crate::errors`) ------------------------------------------
+    // ----- the error store (see `crate::error_store`) ------------------------------------------
 
     /// Records scrubbed, fingerprinted reports in their groups, all in one transaction
     /// (the ingestion pipeline batches concurrent reports into one commit). For each group:

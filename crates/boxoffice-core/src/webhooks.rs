@@ -28,7 +28,7 @@ pub enum Effect {
 
 /// A provider event, as much of it as boxoffice needs, parsed from the signed payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncomingEvent {
+pub struct StripeEvent {
     /// `evt_…`, unique per event.
     pub id: String,
     /// `payment_intent.succeeded`, …
@@ -48,7 +48,7 @@ pub struct IncomingEvent {
 #[error("not a Stripe event: {0}")]
 pub struct InvalidEvent(pub String);
 
-impl IncomingEvent {
+impl StripeEvent {
     /// Parses a Stripe event payload.
     pub fn parse(payload: &[u8]) -> Result<Self, InvalidEvent> {
         let value: serde_json::Value =
@@ -129,7 +129,7 @@ impl EventStatus {
 
 /// A stored event, for the admin listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEvent {
+pub struct StoredStripeEvent {
     /// `evt_…`.
     pub id: String,
     /// Its type.
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn payment_and_charge_events_name_their_payment_intent() {
         let succeeded = br#"{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":{"id":"pi_1","metadata":{"order_id":"ord_0123456789abcdef0123456789abcdef"}}}}"#;
-        let event = IncomingEvent::parse(succeeded).expect("valid");
+        let event = StripeEvent::parse(succeeded).expect("valid");
         assert_eq!(
             (event.effect, event.payment_intent_id.as_deref()),
             (Effect::PaymentSucceeded, Some("pi_1"))
@@ -200,14 +200,14 @@ mod tests {
         let refunded =
             br#"{"id":"evt_2","type":"charge.refunded","data":{"object":{"id":"ch_1","payment_intent":"pi_1"}}}"#;
         assert_eq!(
-            IncomingEvent::parse(refunded)
+            StripeEvent::parse(refunded)
                 .expect("valid")
                 .payment_intent_id
                 .as_deref(),
             Some("pi_1")
         );
         let other = br#"{"id":"evt_3","type":"customer.created","data":{"object":{"id":"cus_1"}}}"#;
-        assert_eq!(IncomingEvent::parse(other).expect("valid").effect, Effect::Nothing);
+        assert_eq!(StripeEvent::parse(other).expect("valid").effect, Effect::Nothing);
     }
 
     #[test]
@@ -219,7 +219,7 @@ mod tests {
             br#"{"id":"evt_1"}"#,
             br#"{"id":"evt_1","type":"payment_intent.succeeded","data":{}}"#,
         ] {
-            assert!(IncomingEvent::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(StripeEvent::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
 }

@@ -53,7 +53,7 @@ pub struct ServerConfig {
     /// How often queued alerts are delivered.
     pub alert_interval: Duration,
     /// How failed alert deliveries are retried.
-    pub alert_retry: boxoffice_core::errors::alerts::AlertRetry,
+    pub alert_retry: boxoffice_core::error_store::alerts::AlertRetry,
     /// When set, the server's own errors are also sent to this Sentry DSN.
     pub sentry_dsn: Option<String>,
     /// Where error reports wait while the database is down; `None`: beside the SQLite
@@ -107,7 +107,7 @@ impl Default for ServerConfig {
             alert_webhook_url: None,
             alert_webhook_allow_private: false,
             alert_interval: Duration::from_secs(2),
-            alert_retry: boxoffice_core::errors::alerts::AlertRetry::default(),
+            alert_retry: boxoffice_core::error_store::alerts::AlertRetry::default(),
             sentry_dsn: None,
             error_spool_dir: None,
             error_spool_max_bytes: 256 * 1024 * 1024,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use boxoffice_core::BoxOffice;
 use boxoffice_core::auth::Caller;
-use boxoffice_core::events::{Capacity, EventWithTicketTypes, MaxPerOrder};
+use boxoffice_core::catalog::{Capacity, EventWithTicketTypes, MaxPerOrder};
 use boxoffice_core::money::{Cents, Currency};
 use boxoffice_core::organizations::Name;
 use boxoffice_core::service::{self, NewEvent, NewTicketType};

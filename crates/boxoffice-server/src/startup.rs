@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use boxoffice_core::auth::{self, SecretToken};
-use boxoffice_core::events::EventWithTicketTypes;
+use boxoffice_core::catalog::EventWithTicketTypes;
 use boxoffice_core::{BoxOffice, Clock, Settings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

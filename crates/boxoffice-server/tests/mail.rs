@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::StatusCode;
 use boxoffice_core::ManualClock;
-use boxoffice_core::errors::alerts::AlertRetry;
+use boxoffice_core::error_store::alerts::AlertRetry;
 use boxoffice_core::mail::MailRetry;
 use common::{Answer, AppOptions, Engine, OPERATOR_TOKEN, TestApp, TestDatabase, spawn_app};
 use serde_json::{Value, json};

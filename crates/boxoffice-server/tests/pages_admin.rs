@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use boxoffice_core::webhooks::IncomingEvent;
+use boxoffice_core::webhooks::StripeEvent;
 use boxoffice_core::{Clock, ManualClock, Timestamp};
 use common::{AppOptions, OPERATOR_TOKEN, TestApp, TestDatabase, spawn_app};
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
@@ -321,7 +321,7 @@ both_engines!(dashboard_pages_need_a_valid_session, |engine| async move {
     let now = clock.now();
     app.store
         .record_webhook_event(
-            &IncomingEvent::parse(payload.to_string().as_bytes()).unwrap(),
+            &StripeEvent::parse(payload.to_string().as_bytes()).unwrap(),
             true,
             now,
             now,

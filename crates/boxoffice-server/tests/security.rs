@@ -1082,9 +1082,9 @@ both_engines!(alerts_to_a_loopback_address_need_the_allow_flag, |engine| async m
         AppOptions {
             alert_webhook_url: Some(url.clone()),
             // One attempt: the refusal is recorded at once.
-            alert_retry: boxoffice_core::errors::alerts::AlertRetry {
+            alert_retry: boxoffice_core::error_store::alerts::AlertRetry {
                 max_attempts: 1,
-                ..boxoffice_core::errors::alerts::AlertRetry::default()
+                ..boxoffice_core::error_store::alerts::AlertRetry::default()
             },
             ..AppOptions::default()
         },

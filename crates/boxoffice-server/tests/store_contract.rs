@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use boxoffice_core::auth::{SecretToken, StoredApiKey, mint_api_key};
-use boxoffice_core::events::{Capacity, Event, MaxPerOrder, TicketType, TicketTypeChanges};
+use boxoffice_core::catalog::{Capacity, Event, MaxPerOrder, TicketType, TicketTypeChanges};
 use boxoffice_core::holds::{Hold, HoldItem, HoldStatus, Quantity};
 use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, JobRunId, OrganizationId, TicketTypeId, random_hex};
 use boxoffice_core::jobs::{JobOutcome, JobRun};
@@ -952,21 +952,21 @@ async fn order_for_hold(f: &Fixture, hold: &Hold, pi: &str, now: Timestamp) -> b
 
 /// A Stripe webhook event of `event_type` for PaymentIntent `pi` (a charge of it for
 /// `charge.refunded`).
-fn webhook_event(id: &str, event_type: &str, pi: &str) -> boxoffice_core::webhooks::IncomingEvent {
+fn webhook_event(id: &str, event_type: &str, pi: &str) -> boxoffice_core::webhooks::StripeEvent {
     let object = if event_type == "charge.refunded" {
         serde_json::json!({ "id": "ch_1", "object": "charge", "payment_intent": pi })
     } else {
         serde_json::json!({ "id": pi, "object": "payment_intent" })
     };
     let payload = serde_json::json!({ "id": id, "type": event_type, "data": { "object": object } }).to_string();
-    boxoffice_core::webhooks::IncomingEvent::parse(payload.as_bytes()).unwrap()
+    boxoffice_core::webhooks::StripeEvent::parse(payload.as_bytes()).unwrap()
 }
 
 // ----- webhooks -------------------------------------------------------------------------
 
 mod webhooks {
     use boxoffice_core::ids::OrderId;
-    use boxoffice_core::webhooks::{ApplyOutcome, EventStatus, IncomingEvent};
+    use boxoffice_core::webhooks::{ApplyOutcome, EventStatus, StripeEvent};
 
     use super::*;
 
@@ -977,7 +977,7 @@ mod webhooks {
         (hold, order)
     }
 
-    fn event(id: &str, event_type: &str, pi: &str) -> IncomingEvent {
+    fn event(id: &str, event_type: &str, pi: &str) -> StripeEvent {
         webhook_event(id, event_type, pi)
     }
 
@@ -1121,8 +1121,8 @@ mod webhooks {
 // ----- the error store --------------------------------------------------------------------
 
 mod errors {
-    use boxoffice_core::errors::grouping::{self, Fingerprint};
-    use boxoffice_core::errors::store::{
+    use boxoffice_core::error_store::grouping::{self, Fingerprint};
+    use boxoffice_core::error_store::reports::{
         AlertDelivery, AlertKind, AlertPolicy, ErrorProject, ErrorReport, GroupFilter, Pruned, Recorded,
     };
     use boxoffice_core::failures::Severity;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use boxoffice_core::events::{Capacity, Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
+use boxoffice_core::catalog::{Capacity, Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use boxoffice_core::ids::{EventId, OrganizationId, TicketTypeId};
 use boxoffice_core::money::Cents;
 use boxoffice_core::organizations::Name;

@@ -25,11 +25,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use boxoffice_core::auth::StoredApiKey;
-use boxoffice_core::errors::store::{
+use boxoffice_core::catalog::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
+use boxoffice_core::error_store::reports::{
     AlertDelivery, AlertPolicy, ErrorGroup, ErrorProject, ErrorReport, GroupFilter, PendingAlert, Pruned, Recorded,
     StoredError,
 };
-use boxoffice_core::events::{Event, EventWithTicketTypes, TicketType, TicketTypeChanges};
 use boxoffice_core::holds::{Hold, Placement, ReservationStats};
 use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, OrderId, OrganizationId, TicketTypeId};
 use boxoffice_core::ids::{EmailId, ErrorGroupId};
@@ -37,7 +37,7 @@ use boxoffice_core::jobs::JobRun;
 use boxoffice_core::mail::{EmailAttempt, EmailDelivery, EmailStatus, EmailToSend, QueuedEmail};
 use boxoffice_core::organizations::Organization;
 use boxoffice_core::payments::{Begun, IdempotencyRecord, Order, OrderPhase, ProviderIntent, StoredResponse};
-use boxoffice_core::webhooks::{ApplyOutcome, EventStatus, IncomingEvent, StoredEvent, Ticket};
+use boxoffice_core::webhooks::{ApplyOutcome, EventStatus, StoredStripeEvent, StripeEvent, Ticket};
 use boxoffice_core::{Page, PageRequest, Store, StoreError, Timestamp};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -381,7 +381,7 @@ impl Store for PgStore {
 
     async fn record_webhook_event(
         &self,
-        event: &IncomingEvent,
+        event: &StripeEvent,
         delivered: bool,
         due_at: Timestamp,
         now: Timestamp,
@@ -421,7 +421,7 @@ impl Store for PgStore {
         webhooks::due(&mut conn, now, limit).await
     }
 
-    async fn list_webhook_events(&self, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn list_webhook_events(&self, limit: u32) -> Result<Vec<StoredStripeEvent>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(map_error)?;
         webhooks::list(&mut conn, limit).await
     }

@@ -1,7 +1,7 @@
 //! Settings, organizations with their error projects, and API keys.
 
 use boxoffice_core::auth::StoredApiKey;
-use boxoffice_core::errors::store::ErrorProject;
+use boxoffice_core::error_store::reports::ErrorProject;
 use boxoffice_core::ids::{ApiKeyId, OrganizationId};
 use boxoffice_core::organizations::Organization;
 use boxoffice_core::rows::{self, ERROR_PROJECT_COLUMNS};

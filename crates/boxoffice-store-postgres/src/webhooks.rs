@@ -8,7 +8,7 @@ use boxoffice_core::mail::EmailKind;
 use boxoffice_core::payments::{Order, OrderStatus};
 use boxoffice_core::rows::{self, EVENT_LISTING_COLUMNS, ORDER_COLUMNS};
 use boxoffice_core::webhooks::{
-    self, ApplyOutcome, Effect, EventStatus, IncomingEvent, StoredEvent, Ticket, new_ticket_code,
+    self, ApplyOutcome, Effect, EventStatus, StoredStripeEvent, StripeEvent, Ticket, new_ticket_code,
 };
 use boxoffice_core::{StoreError, Timestamp};
 use sqlx::{PgConnection, Row};
@@ -18,7 +18,7 @@ use crate::{holds, mail, map_error};
 
 pub(crate) async fn record(
     conn: &mut PgConnection,
-    event: &IncomingEvent,
+    event: &StripeEvent,
     delivered: bool,
     due_at: Timestamp,
     now: Timestamp,
@@ -67,7 +67,7 @@ pub(crate) async fn apply(conn: &mut PgConnection, event_id: &str, now: Timestam
         _ => {}
     }
     let payload: String = row.try_get("payload").map_err(map_error)?;
-    let event = IncomingEvent::parse(payload.as_bytes()).map_err(|_| rows::corrupt("webhook payload"))?;
+    let event = StripeEvent::parse(payload.as_bytes()).map_err(|_| rows::corrupt("webhook payload"))?;
     let outcome = effect_of(conn, &event, now).await?;
     let (status, text) = match &outcome {
         ApplyOutcome::Applied(text) => ("applied", text.clone()),
@@ -92,7 +92,7 @@ pub(crate) async fn apply(conn: &mut PgConnection, event_id: &str, now: Timestam
     Ok(outcome)
 }
 
-async fn effect_of(conn: &mut PgConnection, event: &IncomingEvent, now: Timestamp) -> Result<ApplyOutcome, StoreError> {
+async fn effect_of(conn: &mut PgConnection, event: &StripeEvent, now: Timestamp) -> Result<ApplyOutcome, StoreError> {
     let Some(payment_intent_id) = event.payment_intent_id.as_deref() else {
         return Ok(ApplyOutcome::Ignored(format!("no effect for {}", event.event_type)));
     };
@@ -422,7 +422,7 @@ pub(crate) async fn due(conn: &mut PgConnection, now: Timestamp, limit: u32) -> 
     .map_err(map_error)
 }
 
-pub(crate) async fn list(conn: &mut PgConnection, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+pub(crate) async fn list(conn: &mut PgConnection, limit: u32) -> Result<Vec<StoredStripeEvent>, StoreError> {
     let found = sqlx::query(&format!(
         "SELECT {EVENT_LISTING_COLUMNS} FROM webhook_events ORDER BY received_at DESC, id DESC LIMIT $1"
     ))

@@ -1,4 +1,4 @@
-//! The error store's groups, occurrences and alert outbox (see `boxoffice_core::errors`).
+//! The error store's groups, occurrences and alert outbox (see `boxoffice_core::error_store`).
 //!
 //! Recording runs one write transaction per batch: each group's count, its occurrences and
 //! the alert they call for commit together. The write lock serializes batches, so groups
@@ -7,9 +7,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use boxoffice_core::errors::batch::Batch;
-use boxoffice_core::errors::grouping::GROUPING_VERSION;
-use boxoffice_core::errors::store::{
+use boxoffice_core::error_store::batch::Batch;
+use boxoffice_core::error_store::grouping::GROUPING_VERSION;
+use boxoffice_core::error_store::reports::{
     AlertDelivery, AlertKind, AlertPolicy, ErrorGroup, ErrorReport, GroupFilter, Occurrence, PendingAlert, Pruned,
     Recorded, StoredError,
 };

@@ -8,7 +8,7 @@ use boxoffice_core::mail::EmailKind;
 use boxoffice_core::payments::{Order, OrderStatus};
 use boxoffice_core::rows::{self, EVENT_LISTING_COLUMNS, ORDER_COLUMNS};
 use boxoffice_core::webhooks::{
-    self, ApplyOutcome, Effect, EventStatus, IncomingEvent, StoredEvent, Ticket, new_ticket_code,
+    self, ApplyOutcome, Effect, EventStatus, StoredStripeEvent, StripeEvent, Ticket, new_ticket_code,
 };
 use boxoffice_core::{StoreError, Timestamp};
 use sqlx::{Row, SqliteConnection};
@@ -18,7 +18,7 @@ use crate::{holds, mail, map_error};
 
 pub(crate) async fn record(
     conn: &mut SqliteConnection,
-    event: &IncomingEvent,
+    event: &StripeEvent,
     delivered: bool,
     due_at: Timestamp,
     now: Timestamp,
@@ -71,7 +71,7 @@ pub(crate) async fn apply(
         _ => {}
     }
     let payload: String = row.try_get("payload").map_err(map_error)?;
-    let event = IncomingEvent::parse(payload.as_bytes()).map_err(|_| rows::corrupt("webhook payload"))?;
+    let event = StripeEvent::parse(payload.as_bytes()).map_err(|_| rows::corrupt("webhook payload"))?;
     let outcome = effect_of(conn, &event, now).await?;
     let (status, text) = match &outcome {
         ApplyOutcome::Applied(text) => ("applied", text.clone()),
@@ -98,7 +98,7 @@ pub(crate) async fn apply(
 
 async fn effect_of(
     conn: &mut SqliteConnection,
-    event: &IncomingEvent,
+    event: &StripeEvent,
     now: Timestamp,
 ) -> Result<ApplyOutcome, StoreError> {
     let Some(payment_intent_id) = event.payment_intent_id.as_deref() else {
@@ -427,7 +427,7 @@ pub(crate) async fn due(conn: &mut SqliteConnection, now: Timestamp, limit: u32)
     .map_err(map_error)
 }
 
-pub(crate) async fn list(conn: &mut SqliteConnection, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+pub(crate) async fn list(conn: &mut SqliteConnection, limit: u32) -> Result<Vec<StoredStripeEvent>, StoreError> {
     let found = sqlx::query(&format!(
         "SELECT {EVENT_LISTING_COLUMNS} FROM webhook_events ORDER BY received_at DESC, id DESC LIMIT ?"
     ))

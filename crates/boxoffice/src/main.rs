@@ -319,14 +319,14 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn errors(args: ErrorsArgs) -> anyhow::Result<()> {
-    use boxoffice_core::errors::store::GroupFilter;
+    use boxoffice_core::error_store::reports::GroupFilter;
     use boxoffice_core::failures::Severity;
     use boxoffice_core::ids::ErrorGroupId;
 
     let boxoffice = open(&args.database).await?;
     let operator = Caller::Operator;
     let parse_group = |raw: &str| ErrorGroupId::parse(raw).map_err(|_| anyhow::anyhow!("no error group {raw:?}"));
-    let group_json = |group: &boxoffice_core::errors::store::ErrorGroup| {
+    let group_json = |group: &boxoffice_core::error_store::reports::ErrorGroup| {
         serde_json::json!({
             "id": group.id, "title": group.title, "severity": group.severity.as_str(),
             "component": group.component, "scope": group.scope, "count": group.count,

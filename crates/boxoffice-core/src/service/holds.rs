@@ -24,8 +24,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::{BoxOffice, Error};
+use crate::catalog::{EventWithTicketTypes, HoldSeconds};
 use crate::clock::Timestamp;
-use crate::events::{EventWithTicketTypes, HoldSeconds};
 use crate::holds::{Hold, HoldItem, HoldRequest, HoldStatus};
 use crate::ids::{EventId, HoldId};
 use crate::money::Cents;

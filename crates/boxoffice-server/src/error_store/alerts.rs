@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use boxoffice_core::errors::alerts::AlertSender;
-use boxoffice_core::errors::store::{AlertKind, PendingAlert};
+use boxoffice_core::error_store::alerts::AlertSender;
+use boxoffice_core::error_store::reports::{AlertKind, PendingAlert};
 use serde_json::{Value, json};
 
 use crate::metrics::Metrics;

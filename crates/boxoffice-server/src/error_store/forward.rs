@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use boxoffice_core::errors::store::ErrorReport;
+use boxoffice_core::error_store::reports::ErrorReport;
 use boxoffice_core::failures::Severity;
 use sentry::protocol::{Event, Level, Map, Value};
 

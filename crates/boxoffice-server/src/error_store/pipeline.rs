@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use boxoffice_core::errors::store::{ErrorReport, Recorded, SERVER_SCOPE};
+use boxoffice_core::error_store::reports::{ErrorReport, Recorded, SERVER_SCOPE};
 use boxoffice_core::failures::{Failure, FailureSink};
 use boxoffice_core::service::{error_chain, prepare_failure};
 use boxoffice_core::{BoxOffice, Clock};

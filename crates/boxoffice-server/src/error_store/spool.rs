@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use boxoffice_core::errors::grouping::Fingerprint;
-use boxoffice_core::errors::store::ErrorReport;
+use boxoffice_core::error_store::grouping::Fingerprint;
+use boxoffice_core::error_store::reports::ErrorReport;
 use boxoffice_core::failures::Severity;
 use boxoffice_core::{BoxOffice, Timestamp};
 use serde::{Deserialize, Serialize};

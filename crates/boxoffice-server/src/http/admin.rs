@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::api_error::{ApiError, ErrorBody};
 use super::auth::Authenticated;
-use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::extract::{ApiQuery, parse_limit};
 

@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 use boxoffice_core::auth::{Caller, SecretToken};
 
 use super::AppState;
-use super::error::ApiError;
+use super::api_error::ApiError;
 
 /// The authenticated caller. Extracting it answers 401 when the token is missing or unknown.
 pub struct Authenticated(pub Caller);

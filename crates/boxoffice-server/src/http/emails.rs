@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::api_error::{ApiError, ErrorBody};
 use super::auth::Authenticated;
-use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiPath, ApiQuery, parse_limit};
 
 #[derive(Serialize, ToSchema)]

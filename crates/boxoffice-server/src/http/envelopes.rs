@@ -17,14 +17,14 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use boxoffice_core::errors::sentry_event::prepare_sentry_event;
-use boxoffice_core::errors::store::ErrorProject;
+use boxoffice_core::error_store::reports::ErrorProject;
+use boxoffice_core::error_store::sentry_event::prepare_sentry_event;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::api_error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::middleware::RateLimiter;
 use crate::sentry::{DecodeError, EnvelopeError, EnvelopeLimits, decode_body, parse_dsn, parse_envelope, sentry_key};

@@ -5,7 +5,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use boxoffice_core::auth::Caller;
-use boxoffice_core::events::{Capacity, EventWithTicketTypes, HoldSeconds, MaxPerOrder, TicketType, TicketTypeChanges};
+use boxoffice_core::catalog::{
+    Capacity, EventWithTicketTypes, HoldSeconds, MaxPerOrder, TicketType, TicketTypeChanges,
+};
 use boxoffice_core::ids::{EventId, OrganizationId, TicketTypeId};
 use boxoffice_core::money::{Cents, Currency};
 use boxoffice_core::organizations::Name;
@@ -15,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::api_error::{ApiError, ErrorBody};
 use super::auth::Authenticated;
-use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, ListParams};
 
 #[derive(Deserialize, ToSchema)]

@@ -6,7 +6,7 @@ use axum::extract::FromRequestParts;
 use boxoffice_core::PageRequest;
 use serde::Deserialize;
 
-use super::error::ApiError;
+use super::api_error::ApiError;
 
 /// JSON body; malformed bodies answer with the API error body.
 #[derive(FromRequest)]

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use boxoffice_core::service::error_chain;
 
-use super::error::{ApiError, ErrorBody};
+use super::api_error::{ApiError, ErrorBody};
 
 #[derive(Serialize, ToSchema)]
 pub struct HealthResponse {

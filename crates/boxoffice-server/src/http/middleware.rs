@@ -14,7 +14,7 @@ use rand::RngCore;
 use tracing::Instrument;
 
 use super::AppState;
-use super::error::{ApiError, InternalError};
+use super::api_error::{ApiError, InternalError};
 use boxoffice_core::failures::{Failure, Severity};
 
 use crate::telemetry;
@@ -98,7 +98,7 @@ struct PanicBacktrace(String);
 /// by the hook of [`telemetry::install_panic_hook`]); `observe` then records both.
 pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let mut response =
-        ApiError::internal(format!("panic: {}", super::error::panic_message(payload.as_ref()))).into_response();
+        ApiError::internal(format!("panic: {}", super::api_error::panic_message(payload.as_ref()))).into_response();
     if let Some(backtrace) = telemetry::take_panic_backtrace() {
         response.extensions_mut().insert(PanicBacktrace(backtrace));
     }

@@ -1,19 +1,19 @@
 //! The HTTP API: the router, the state handlers share, and one module per resource.
 
 pub mod admin;
+pub mod api_error;
 pub mod auth;
 pub mod emails;
 pub mod envelopes;
-pub mod error;
-pub mod errors;
+pub mod error_store;
 pub mod events;
 pub mod extract;
 pub mod health;
-pub mod holds;
 pub mod middleware;
 pub mod openapi;
 pub mod organizations;
 pub mod payments;
+pub mod reservations;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error_store::ErrorPipeline;
 use crate::metrics::Metrics;
-use error::ApiError;
+use api_error::ApiError;
 use middleware::RateLimiter;
 
 /// The largest request body accepted, in bytes. JSON bodies of this API are tiny; the
@@ -73,7 +73,7 @@ pub fn router(state: AppState) -> Router {
     let public = Router::new()
         .route("/api/v1/events", get(events::list))
         .route("/api/v1/events/{event_id}", get(events::get))
-        .route("/api/v1/reservations", post(holds::create))
+        .route("/api/v1/reservations", post(reservations::create))
         .route(
             "/api/v1/reservations/{reservation_id}/payment-intent",
             post(payments::create_payment_intent),
@@ -81,7 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/orders/{order_id}", get(payments::get_order))
         .route(
             "/api/v1/reservations/{reservation_id}",
-            get(holds::get).delete(holds::cancel),
+            get(reservations::get).delete(reservations::cancel),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -107,10 +107,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/stats/reservations", get(admin::reservation_stats))
         .route("/api/v1/admin/jobs/runs", get(admin::job_runs))
         .route("/api/v1/admin/webhooks/events", get(webhooks::list_events))
-        .route("/api/v1/errors", post(errors::report))
-        .route("/api/v1/admin/errors", get(errors::list_groups))
-        .route("/api/v1/admin/errors/{group_id}", get(errors::get_group))
-        .route("/api/v1/admin/errors/{group_id}/resolve", post(errors::resolve_group))
+        .route("/api/v1/errors", post(error_store::report))
+        .route("/api/v1/admin/errors", get(error_store::list_groups))
+        .route("/api/v1/admin/errors/{group_id}", get(error_store::get_group))
+        .route(
+            "/api/v1/admin/errors/{group_id}/resolve",
+            post(error_store::resolve_group),
+        )
         .route("/api/v1/admin/jobs/{job}/run", post(admin::run_job))
         .route("/api/v1/admin/emails", get(emails::list))
         .route("/api/v1/admin/emails/{email_id}/retry", post(emails::retry));

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, emails, errors, events, health, holds, organizations, payments, webhooks};
+use super::{admin, emails, error_store, events, health, organizations, payments, reservations, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,11 +12,11 @@ use super::{admin, emails, errors, events, health, holds, organizations, payment
     paths(
         organizations::create, organizations::get, organizations::create_api_key,
         events::create, events::list, events::get, events::create_ticket_type, events::update_ticket_type,
-        holds::create, holds::get, holds::cancel,
+        reservations::create, reservations::get, reservations::cancel,
         payments::create_payment_intent, payments::get_order,
         admin::reservation_stats, admin::job_runs, admin::run_job,
         webhooks::receive_stripe, webhooks::list_events,
-        errors::report, errors::list_groups, errors::get_group, errors::resolve_group,
+        error_store::report, error_store::list_groups, error_store::get_group, error_store::resolve_group,
         emails::list, emails::retry,
         health::healthz, health::readyz, health::metrics,
     ),

@@ -4,15 +4,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header::HOST;
 use axum::http::{HeaderMap, StatusCode};
-use boxoffice_core::errors::store::ErrorProject;
+use boxoffice_core::error_store::reports::ErrorProject;
 use boxoffice_core::ids::OrganizationId;
 use boxoffice_core::organizations::{Name, Organization};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::api_error::{ApiError, ErrorBody};
 use super::auth::Authenticated;
-use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use crate::sentry::dsn;
 

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::api_error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::middleware::RequestId;
 

@@ -10,13 +10,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use boxoffice_core::service::WebhookResult;
-use boxoffice_core::webhooks::{IncomingEvent, StoredEvent};
+use boxoffice_core::webhooks::{StoredStripeEvent, StripeEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::api_error::{ApiError, ErrorBody};
 use super::auth::Authenticated;
-use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, parse_limit};
 
 #[derive(Serialize, ToSchema)]
@@ -58,7 +58,7 @@ pub async fn receive_stripe(
         state.metrics.webhook("invalid_signature");
         return Err(ApiError::invalid_signature(err.to_string()));
     }
-    let event = IncomingEvent::parse(&body).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    let event = StripeEvent::parse(&body).map_err(|err| ApiError::bad_request(err.to_string()))?;
     state.metrics.webhook("received");
     let outcome = match state.boxoffice.receive_webhook(event).await? {
         WebhookResult::Duplicate => "duplicate",
@@ -91,8 +91,8 @@ pub struct WebhookEventResponse {
     pub applied_at: Option<String>,
 }
 
-impl From<StoredEvent> for WebhookEventResponse {
-    fn from(event: StoredEvent) -> Self {
+impl From<StoredStripeEvent> for WebhookEventResponse {
+    fn from(event: StoredStripeEvent) -> Self {
         Self {
             id: event.id,
             event_type: event.event_type,

@@ -24,12 +24,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use boxoffice_core::Timestamp;
 use boxoffice_core::auth::{Caller, SecretToken};
-use boxoffice_core::errors::store::{ErrorGroup, GroupFilter, StoredError};
+use boxoffice_core::error_store::reports::{ErrorGroup, GroupFilter, StoredError};
 use boxoffice_core::failures::Severity;
 use boxoffice_core::ids::ErrorGroupId;
 use boxoffice_core::jobs::{self, JobRun};
 use boxoffice_core::payments::Order;
-use boxoffice_core::webhooks::StoredEvent;
+use boxoffice_core::webhooks::StoredStripeEvent;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -37,7 +37,7 @@ use subtle::ConstantTimeEq;
 
 use super::{Asset, Template};
 use crate::http::AppState;
-use crate::http::error::ApiError;
+use crate::http::api_error::ApiError;
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::middleware::RequestId;
 
@@ -457,8 +457,8 @@ struct WebhookView {
     applied_at: Option<When>,
 }
 
-impl From<StoredEvent> for WebhookView {
-    fn from(event: StoredEvent) -> Self {
+impl From<StoredStripeEvent> for WebhookView {
+    fn from(event: StoredStripeEvent) -> Self {
         Self {
             id: event.id,
             event_type: event.event_type,

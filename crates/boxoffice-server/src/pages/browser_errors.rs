@@ -12,7 +12,7 @@ use boxoffice_core::service::ErrorInput;
 use serde::Deserialize;
 
 use crate::http::AppState;
-use crate::http::error::ApiError;
+use crate::http::api_error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::http::middleware::RequestId;
 

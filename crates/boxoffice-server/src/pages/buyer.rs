@@ -23,7 +23,7 @@ use axum::http::header::{self, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use boxoffice_core::events::EventWithTicketTypes;
+use boxoffice_core::catalog::EventWithTicketTypes;
 use boxoffice_core::holds::{EmailAddress, Hold, HoldRequest, HoldStatus, Quantity};
 use boxoffice_core::ids::{EventId, HoldId, OrderId, TicketTypeId};
 use boxoffice_core::money::{Cents, Currency};
@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use super::{Asset, Template};
 use crate::http::AppState;
-use crate::http::error::{ApiError, InternalError};
+use crate::http::api_error::{ApiError, InternalError};
 use crate::http::middleware::{self, RequestId};
 
 /// This module's templates (under `templates/`).

@@ -84,7 +84,7 @@ impl Pages {
                 let mut response = error_page_text(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", None);
                 response
                     .extensions_mut()
-                    .insert(crate::http::error::InternalError(format!(
+                    .insert(crate::http::api_error::InternalError(format!(
                         "rendering {template}: {err:#}"
                     )));
                 response

@@ -106,7 +106,7 @@ pub struct AppOptions {
     pub alert_webhook_url: Option<String>,
     /// Let alerts go to non-global addresses (a receiver on 127.0.0.1 needs it).
     pub alert_webhook_allow_private: bool,
-    pub alert_retry: boxoffice_core::errors::alerts::AlertRetry,
+    pub alert_retry: boxoffice_core::error_store::alerts::AlertRetry,
     /// How often queued alerts are delivered (`ZERO`: tests run the job themselves).
     pub alert_interval: Duration,
     /// The error spool; `None`: a fresh temporary directory.
@@ -145,7 +145,7 @@ impl Default for AppOptions {
             payment_grace: Duration::from_secs(300),
             alert_webhook_url: None,
             alert_webhook_allow_private: false,
-            alert_retry: boxoffice_core::errors::alerts::AlertRetry::default(),
+            alert_retry: boxoffice_core::error_store::alerts::AlertRetry::default(),
             alert_interval: Duration::ZERO,
             error_spool_dir: None,
             error_rate_limit_per_minute: 0,

@@ -7,7 +7,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::clock::Timestamp;
-use crate::errors::store::{ErrorReport, Recorded};
+use crate::error_store::reports::{ErrorReport, Recorded};
 use crate::ids::ErrorGroupId;
 use crate::store::StoreError;
 

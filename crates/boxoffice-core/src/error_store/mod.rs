@@ -15,9 +15,9 @@
 pub mod alerts;
 pub mod batch;
 pub mod grouping;
+pub mod reports;
 pub mod scrub;
 pub mod sentry_event;
-pub mod store;
 
 pub use grouping::{Fingerprint, Frame, GROUPING_VERSION, fingerprint, normalize_message, title};
 pub use scrub::{scrub_text, scrub_value};

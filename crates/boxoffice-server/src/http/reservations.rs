@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::api_error::{ApiError, ErrorBody};
 use super::events::parse_event_id;
 use super::extract::{ApiJson, ApiPath};
 

@@ -1,7 +1,7 @@
 //! Alert delivery: the seam to the alert webhook, and when a failed delivery is tried again.
 //!
 //! Alerts are queued in a durable outbox by the transaction that records the error
-//! ([`AlertPolicy`](super::store::AlertPolicy) decides which), then delivered by a job, so
+//! ([`AlertPolicy`](super::reports::AlertPolicy) decides which), then delivered by a job, so
 //! an alert is never lost to a crash or to a receiver that is down, and never sent by two
 //! instances at once.
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::store::PendingAlert;
+use super::reports::PendingAlert;
 
 /// Where alerts go (the server's Slack-compatible webhook client).
 #[async_trait]

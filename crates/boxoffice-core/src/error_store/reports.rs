@@ -2,7 +2,7 @@
 //! groups with their counts, and what recording one did.
 
 use crate::clock::Timestamp;
-use crate::errors::grouping::Fingerprint;
+use crate::error_store::grouping::Fingerprint;
 use crate::failures::Severity;
 use crate::ids::{ErrorGroupId, OrganizationId};
 

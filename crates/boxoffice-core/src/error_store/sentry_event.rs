@@ -19,8 +19,8 @@ use serde_json::{Map, Value, json};
 
 use super::cut_text as cut;
 use super::grouping::{self, Frame};
+use super::reports::ErrorReport;
 use super::scrub::{FILTERED, MAX_DEPTH, TOO_DEEP, is_client_address_key, scrub_value};
-use super::store::ErrorReport;
 use crate::clock::Timestamp;
 use crate::failures::Severity;
 
@@ -433,7 +433,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::errors::scrub::{CARD, EMAIL, IP, TOKEN};
+    use crate::error_store::scrub::{CARD, EMAIL, IP, TOKEN};
 
     /// The `event` item payloads of `/work/shared/sentry-sample-envelopes.txt`, verbatim.
     const PYTHON_EVENT: &str = r##"{"level":"error","exception":{"values":[{"mechanism":{"type":"generic","handled":true},"module":null,"type":"ValueError","value":"payment provider declined order 1234","stacktrace":{"frames":[{"filename":"client.py","abs_path":"/srv/app/client.py","function":"<module>","module":"__main__","lineno":8,"pre_context":["sentry_sdk.set_tag(\"component\", \"payments\")","sentry_sdk.set_user({\"id\": \"u-1\", \"email\": \"alice@example.com\"})","def charge_card(order_id, card=\"4111111111111111\", password=\"hunter2\"):","    raise ValueError(\"payment provider declined order %s\" % order_id)","try:"],"context_line":"    charge_card(1234)","post_context":["except Exception as e:","    print(\"event id\", sentry_sdk.capture_exception(e))","sentry_sdk.flush(timeout=5)"],"vars":{"__name__":"'__main__'","__doc__":"None","__package__":"None","__loader__":"<_frozen_importlib_external.SourceFileLoader object at 0x7f36ff0dec50>","__spec__":"None","__annotations__":{},"__builtins__":"<module 'builtins' (built-in)>","__file__":"'/srv/app/client.py'","__cached__":"None","sentry_sdk":"<module 'sentry_sdk' from '/srv/venv/lib/python3.11/site-packages/sentry_sdk/__init__.py'>"},"in_app":true},{"filename":"client.py","abs_path":"/srv/app/client.py","function":"charge_card","module":"__main__","lineno":6,"pre_context":["import sentry_sdk, sys","sentry_sdk.init(dsn=\"http://abc123publickey@127.0.0.1:%s/42\" % sys.argv[1], release=\"boxoffice-test@0.1.0\", environment=\"test\", send_default_pii=False)","sentry_sdk.set_tag(\"component\", \"payments\")","sentry_sdk.set_user({\"id\": \"u-1\", \"email\": \"alice@example.com\"})","def charge_card(order_id, card=\"4111111111111111\", password=\"hunter2\"):"],"context_line":"    raise ValueError(\"payment provider declined order %s\" % order_id)","post_context":["try:","    charge_card(1234)","except Exception as e:","    print(\"event id\", sentry_sdk.capture_exception(e))","sentry_sdk.flush(timeout=5)"],"vars":{"order_id":"1234","card":"'4111111111111111'","password":"[Filtered]"},"in_app":true}]}}]},"event_id":"1f8fe342500647838aae632658958965","timestamp":"2026-11-27T10:56:05.309836Z","contexts":{"trace":{"trace_id":"f0f578aae5de4af083210c183f19e521","span_id":"a57d9dd8609b3031","parent_span_id":null},"runtime":{"name":"CPython","version":"3.11.7","build":"3.11.7 (main, May  9 2026, 07:35:25) [GCC 12.2.0]"}},"user":{"id":"u-1","email":"alice@example.com"},"transaction_info":{},"tags":{"component":"payments"},"breadcrumbs":{"values":[]},"extra":{"sys.argv":["client.py","18933"]},"modules":{"urllib3":"2.8.0","pip":"23.2.1","certifi":"2026.10.19.post1","setuptools":"65.5.0","sentry-sdk":"2.75.0"},"release":"boxoffice-test@0.1.0","environment":"test","server_name":"vm","sdk":{"name":"sentry.python","version":"2.75.0","packages":[{"name":"pypi:sentry-sdk","version":"2.75.0"}],"integrations":["argv","atexit","dedupe","excepthook","logging","modules","stdlib","threading"]},"platform":"python","_meta":{"exception":{"values":{"0":{"stacktrace":{"frames":{"1":{"vars":{"password":{"":{"rem":[["!config","s"]]}}}}}}}}}}}"##;
@@ -893,7 +893,7 @@ mod tests {
         assert_eq!(report.environment, None);
         assert_eq!(report.component, None);
         assert_eq!(report.request_id.as_deref(), Some("rid"));
-        assert!(report.message.len() <= crate::errors::MAX_ERROR_TEXT + 16);
+        assert!(report.message.len() <= crate::error_store::MAX_ERROR_TEXT + 16);
         assert!(report.message.ends_with("[cut]"));
         assert!(report.title.chars().count() <= grouping::MAX_TITLE_CHARS);
     }

@@ -1308,8 +1308,8 @@ mod tests {
             }
             let once = scrubbed(&text);
             assert_eq!(scrubbed(&once), once, "scrubbing {text:?} twice");
-            let normalized = crate::errors::normalize_message(&text);
-            assert!(normalized.chars().count() <= crate::errors::grouping::MAX_MESSAGE_CHARS);
+            let normalized = crate::error_store::normalize_message(&text);
+            assert!(normalized.chars().count() <= crate::error_store::grouping::MAX_MESSAGE_CHARS);
         }
     }
 

@@ -1,10 +1,10 @@
 //! The error store's HTTP API (SPEC §7): reporting an error, and the operator's view of
-//! groups. Everything is scrubbed before it is stored (`boxoffice_core::errors`).
+//! groups. Everything is scrubbed before it is stored (`boxoffice_core::error_store`).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use boxoffice_core::errors::store::{ErrorGroup, GroupFilter, StoredError};
+use boxoffice_core::error_store::reports::{ErrorGroup, GroupFilter, StoredError};
 use boxoffice_core::failures::Severity;
 use boxoffice_core::ids::ErrorGroupId;
 use boxoffice_core::service::ErrorInput;
@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::api_error::{ApiError, ErrorBody};
 use super::auth::Authenticated;
-use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, parse_limit};
 use super::middleware::RequestId;
 

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use super::{BoxOffice, Error, minus, require_operator};
 use crate::auth::Caller;
 use crate::clock::Timestamp;
-use crate::errors::alerts::AlertSender;
-use crate::errors::cut_text as cut;
-use crate::errors::grouping::{self, Frame};
-use crate::errors::scrub::{scrub_text, scrub_value};
-use crate::errors::store::{
+use crate::error_store::alerts::AlertSender;
+use crate::error_store::cut_text as cut;
+use crate::error_store::grouping::{self, Frame};
+use crate::error_store::reports::{
     ALERTS_COMPONENT, AlertDelivery, ErrorGroup, ErrorProject, ErrorReport, GroupFilter, Pruned, Recorded,
     SERVER_SCOPE, StoredError, organization_scope,
 };
+use crate::error_store::scrub::{scrub_text, scrub_value};
 use crate::failures::{Failure, Severity};
 use crate::ids::ErrorGroupId;
 use crate::jobs::{self, JobRun};
