@@ -37,8 +37,11 @@ use boxoffice_core::jobs::JobRun;
 use boxoffice_core::mail::{EmailAttempt, EmailDelivery, EmailStatus, EmailToSend, QueuedEmail};
 use boxoffice_core::organizations::Organization;
 use boxoffice_core::payments::{Begun, IdempotencyRecord, Order, OrderPhase, ProviderIntent, StoredResponse};
+use boxoffice_core::store::{
+    CatalogStore, ErrorStore, HoldStore, JobLog, MailStore, PaymentStore, SettingsStore, WebhookStore,
+};
 use boxoffice_core::webhooks::{ApplyOutcome, EventStatus, StoredStripeEvent, StripeEvent, Ticket};
-use boxoffice_core::{Page, PageRequest, Store, StoreError, Timestamp};
+use boxoffice_core::{Page, PageRequest, StoreError, Timestamp};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -169,7 +172,7 @@ pub(crate) fn missing_parent(what: &'static str) -> impl FnOnce(sqlx::Error) -> 
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl SettingsStore for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_error)?;
         Ok(())
@@ -182,7 +185,10 @@ impl Store for PgStore {
     async fn insert_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError> {
         organizations::insert_setting_if_absent(&self.pool, key, value).await
     }
+}
 
+#[async_trait]
+impl CatalogStore for PgStore {
     async fn create_organization(
         &self,
         organization: &Organization,
@@ -244,7 +250,10 @@ impl Store for PgStore {
         retry_transient!(self.update_ticket_type_once(id, changes, now).await)?;
         events::get_ticket_type(&self.pool, id, now).await
     }
+}
 
+#[async_trait]
+impl HoldStore for PgStore {
     async fn place_holds(&self, batch: &[&Hold], now: Timestamp) -> Result<Vec<Placement>, StoreError> {
         retry_transient!(holds::place_batch(&self.pool, batch, now).await)
     }
@@ -284,7 +293,10 @@ impl Store for PgStore {
     async fn reservation_stats(&self, now: Timestamp) -> Result<ReservationStats, StoreError> {
         holds::stats(&self.pool, now).await
     }
+}
 
+#[async_trait]
+impl JobLog for PgStore {
     async fn record_job_run(&self, run: &JobRun, keep_after: Timestamp) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_error)?;
         jobs::record(&mut tx, run, keep_after).await?;
@@ -294,7 +306,10 @@ impl Store for PgStore {
     async fn list_job_runs(&self, job: &str, limit: u32) -> Result<Vec<JobRun>, StoreError> {
         jobs::list(&self.pool, job, limit).await
     }
+}
 
+#[async_trait]
+impl PaymentStore for PgStore {
     async fn begin_idempotent_request(
         &self,
         record: &IdempotencyRecord,
@@ -379,6 +394,19 @@ impl Store for PgStore {
         payments::get(&mut conn, id).await
     }
 
+    async fn list_recent_orders(&self, limit: u32) -> Result<Vec<Order>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        payments::list_recent(&mut conn, limit).await
+    }
+
+    async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        webhooks::tickets(&mut conn, order_id).await
+    }
+}
+
+#[async_trait]
+impl WebhookStore for PgStore {
     async fn record_webhook_event(
         &self,
         event: &StripeEvent,
@@ -425,12 +453,10 @@ impl Store for PgStore {
         let mut conn = self.pool.acquire().await.map_err(map_error)?;
         webhooks::list(&mut conn, limit).await
     }
+}
 
-    async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(map_error)?;
-        webhooks::tickets(&mut conn, order_id).await
-    }
-
+#[async_trait]
+impl ErrorStore for PgStore {
     async fn record_errors(&self, reports: &[ErrorReport], policy: &AlertPolicy) -> Result<Vec<Recorded>, StoreError> {
         let mut attempt = 0;
         loop {
@@ -493,12 +519,10 @@ impl Store for PgStore {
         errors::resolve(&mut conn, id, now).await?;
         Ok(self.get_error_group(id, 0).await?.0)
     }
+}
 
-    async fn list_recent_orders(&self, limit: u32) -> Result<Vec<Order>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(map_error)?;
-        payments::list_recent(&mut conn, limit).await
-    }
-
+#[async_trait]
+impl MailStore for PgStore {
     async fn claim_emails(&self, now: Timestamp, lease_ms: i64, limit: u32) -> Result<Vec<EmailToSend>, StoreError> {
         retry_transient!(
             async {

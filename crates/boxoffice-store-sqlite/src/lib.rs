@@ -43,8 +43,11 @@ use boxoffice_core::jobs::JobRun;
 use boxoffice_core::mail::{EmailAttempt, EmailDelivery, EmailStatus, EmailToSend, QueuedEmail};
 use boxoffice_core::organizations::Organization;
 use boxoffice_core::payments::{Begun, IdempotencyRecord, Order, OrderPhase, ProviderIntent, StoredResponse};
+use boxoffice_core::store::{
+    CatalogStore, ErrorStore, HoldStore, JobLog, MailStore, PaymentStore, SettingsStore, WebhookStore,
+};
 use boxoffice_core::webhooks::{ApplyOutcome, EventStatus, StoredStripeEvent, StripeEvent, Ticket};
-use boxoffice_core::{Page, PageRequest, Store, StoreError, Timestamp};
+use boxoffice_core::{Page, PageRequest, StoreError, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -154,7 +157,7 @@ pub(crate) fn missing_parent(what: &'static str) -> impl FnOnce(sqlx::Error) -> 
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl SettingsStore for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_error)?;
         Ok(())
@@ -167,7 +170,10 @@ impl Store for SqliteStore {
     async fn insert_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError> {
         organizations::insert_setting_if_absent(&self.pool, key, value).await
     }
+}
 
+#[async_trait]
+impl CatalogStore for SqliteStore {
     async fn create_organization(
         &self,
         organization: &Organization,
@@ -231,7 +237,10 @@ impl Store for SqliteStore {
         tx.commit().await?;
         events::get_ticket_type(&self.pool, id, now).await
     }
+}
 
+#[async_trait]
+impl HoldStore for SqliteStore {
     async fn place_holds(&self, batch: &[&Hold], now: Timestamp) -> Result<Vec<Placement>, StoreError> {
         let mut tx = self.write().await?;
         let placements = holds::place_batch(&mut tx, batch, now).await?;
@@ -267,7 +276,10 @@ impl Store for SqliteStore {
     async fn reservation_stats(&self, now: Timestamp) -> Result<ReservationStats, StoreError> {
         holds::stats(&self.pool, now).await
     }
+}
 
+#[async_trait]
+impl JobLog for SqliteStore {
     async fn record_job_run(&self, run: &JobRun, keep_after: Timestamp) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         jobs::record(&mut tx, run, keep_after).await?;
@@ -277,7 +289,10 @@ impl Store for SqliteStore {
     async fn list_job_runs(&self, job: &str, limit: u32) -> Result<Vec<JobRun>, StoreError> {
         jobs::list(&self.pool, job, limit).await
     }
+}
 
+#[async_trait]
+impl PaymentStore for SqliteStore {
     async fn begin_idempotent_request(
         &self,
         record: &IdempotencyRecord,
@@ -357,6 +372,19 @@ impl Store for SqliteStore {
         payments::get(&mut conn, id).await
     }
 
+    async fn list_recent_orders(&self, limit: u32) -> Result<Vec<Order>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        payments::list_recent(&mut conn, limit).await
+    }
+
+    async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        webhooks::tickets(&mut conn, order_id).await
+    }
+}
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
     async fn record_webhook_event(
         &self,
         event: &StripeEvent,
@@ -398,12 +426,10 @@ impl Store for SqliteStore {
         let mut conn = self.pool.acquire().await.map_err(map_error)?;
         webhooks::list(&mut conn, limit).await
     }
+}
 
-    async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(map_error)?;
-        webhooks::tickets(&mut conn, order_id).await
-    }
-
+#[async_trait]
+impl ErrorStore for SqliteStore {
     async fn record_errors(&self, reports: &[ErrorReport], policy: &AlertPolicy) -> Result<Vec<Recorded>, StoreError> {
         let mut tx = self.write().await?;
         let recorded = errors::record(&mut tx, reports, policy).await?;
@@ -456,12 +482,10 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(self.get_error_group(id, 0).await?.0)
     }
+}
 
-    async fn list_recent_orders(&self, limit: u32) -> Result<Vec<Order>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(map_error)?;
-        payments::list_recent(&mut conn, limit).await
-    }
-
+#[async_trait]
+impl MailStore for SqliteStore {
     async fn claim_emails(&self, now: Timestamp, lease_ms: i64, limit: u32) -> Result<Vec<EmailToSend>, StoreError> {
         let mut tx = self.write().await?;
         let claimed = mail::claim(&mut tx, now, lease_ms, limit).await?;
