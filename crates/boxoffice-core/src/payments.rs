@@ -280,3 +280,88 @@ impl fmt::Display for PaymentIntentCreated {
         write!(f, "{} for order {}", self.payment_intent_id, self.order_id)
     }
 }
+
+/// Phase 1's rule for a key that is recorded already (`existing`, whose lock runs until
+/// `locked_until`), asked again for a request with `fingerprint` at `now`: a different
+/// request is a mismatch, a finished one is replayed, one still locked by another request
+/// is in use, and otherwise this request takes the lock over and drives the record on.
+pub fn on_repeated_key(
+    existing: IdempotencyRecord,
+    locked_until: Option<Timestamp>,
+    fingerprint: &str,
+    now: Timestamp,
+) -> Begun {
+    if existing.fingerprint != fingerprint {
+        return Begun::Mismatch;
+    }
+    if let Some(response) = existing.response {
+        return Begun::Replay(response);
+    }
+    match locked_until {
+        Some(locked_until) if locked_until > now => Begun::InUse { locked_until },
+        _ => Begun::Proceed(existing),
+    }
+}
+
+/// When a hold whose payment starts at `now` expires: at least `grace` from now, never
+/// earlier than it would have (SPEC §5). Applied once per hold; the store guards the once.
+pub fn expiry_with_payment_grace(hold_expires_at: Timestamp, now: Timestamp, grace: std::time::Duration) -> Timestamp {
+    hold_expires_at.max(now.plus(grace))
+}
+
+#[cfg(test)]
+mod phase_tests {
+    use super::*;
+
+    fn record(fingerprint: &str, response: Option<StoredResponse>) -> IdempotencyRecord {
+        IdempotencyRecord {
+            scope: "anonymous".into(),
+            key: "k".into(),
+            hold_id: HoldId::generate(),
+            fingerprint: fingerprint.into(),
+            recovery_point: RecoveryPoint::Started,
+            order_id: None,
+            response,
+            created_at: Timestamp::from_millis(0),
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_is_replayed_refused_or_taken_over() {
+        let now = Timestamp::from_millis(10_000);
+        assert_eq!(on_repeated_key(record("a", None), None, "b", now), Begun::Mismatch);
+        let answer = StoredResponse {
+            status: 201,
+            body: "{}".into(),
+        };
+        assert_eq!(
+            on_repeated_key(record("a", Some(answer.clone())), None, "a", now),
+            Begun::Replay(answer)
+        );
+        let later = Timestamp::from_millis(20_000);
+        assert_eq!(
+            on_repeated_key(record("a", None), Some(later), "a", now),
+            Begun::InUse { locked_until: later }
+        );
+        let free = record("a", None);
+        assert_eq!(
+            on_repeated_key(free.clone(), Some(now), "a", now),
+            Begun::Proceed(free.clone())
+        );
+        assert_eq!(on_repeated_key(free.clone(), None, "a", now), Begun::Proceed(free));
+    }
+
+    #[test]
+    fn the_payment_grace_only_ever_extends_a_hold() {
+        let now = Timestamp::from_millis(0);
+        let grace = std::time::Duration::from_secs(300);
+        assert_eq!(
+            expiry_with_payment_grace(Timestamp::from_millis(60_000), now, grace),
+            Timestamp::from_millis(300_000)
+        );
+        assert_eq!(
+            expiry_with_payment_grace(Timestamp::from_millis(900_000), now, grace),
+            Timestamp::from_millis(900_000)
+        );
+    }
+}

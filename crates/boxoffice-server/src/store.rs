@@ -3,15 +3,14 @@
 use std::sync::Arc;
 
 use boxoffice_core::{Store, StoreError};
-use boxoffice_store_postgres::PgStore;
-use boxoffice_store_sqlite::SqliteStore;
+use boxoffice_store::SqlStore;
 
 /// Opens the store named by `url` and applies pending migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        Ok(Arc::new(SqlStore::connect_sqlite(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url).await?))
+        Ok(Arc::new(SqlStore::connect_postgres(url).await?))
     } else {
         Err(StoreError::Other(
             format!(

@@ -1,13 +1,15 @@
 //! The bookkeeping of recording a batch of reports, shared by both stores: which reports
 //! stand for their event id (later repeats in the batch are duplicates of the first),
 //! which are stored already, how the rest group, and one answer per report at the end.
-//! The stores do only the SQL in between.
+//! The stores do only the SQL in between; what a batch does to each group (its count,
+//! last seen, severity, whether it alerts, and who hears the news) is [`record_in_group`].
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::clock::Timestamp;
-use crate::error_store::reports::{ErrorReport, Recorded};
+use crate::error_store::reports::{AlertKind, AlertPolicy, ErrorReport, Occurrence, Recorded};
+use crate::failures::Severity;
 use crate::ids::ErrorGroupId;
 use crate::store::StoreError;
 
@@ -116,5 +118,228 @@ pub fn duplicate(group_id: &str) -> Recorded {
         regression: false,
         duplicate: true,
         alert: None,
+    }
+}
+
+/// A group as recording finds it, locked (or just created) by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupState {
+    /// `grp_…`.
+    pub id: String,
+    /// Created by this transaction.
+    pub new: bool,
+    /// Resolved before this transaction.
+    pub resolved: bool,
+    /// When it last alerted (the cooldown).
+    pub last_alerted_at: Option<Timestamp>,
+    /// Its component.
+    pub component: Option<String>,
+}
+
+/// What a batch's occurrences do to one group's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupUpdate {
+    /// Occurrences to add to its count.
+    pub count: i64,
+    /// The latest of them (`last_seen` never moves back).
+    pub last_seen: Timestamp,
+    /// The most severe of them (the group's severity only ever rises).
+    pub severity: Severity,
+    /// The alert to queue, if the policy calls for one: then `last_alerted_at` is `now`.
+    pub alert: Option<AlertKind>,
+}
+
+/// What recording a group's members did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecording {
+    /// The row update; `None` when none of the members was inserted (all stored already
+    /// by a concurrent batch): nothing counts.
+    pub update: Option<GroupUpdate>,
+    /// The group was created by this transaction and ends up without an occurrence: it
+    /// must not stay behind.
+    pub remove_empty_group: bool,
+    /// Per member, in order: what recording it did, or `None` when it turned out to be
+    /// stored already (answered afterwards as a duplicate).
+    pub answers: Vec<Option<Recorded>>,
+}
+
+/// The rule for one group: the members whose event ids were `inserted` count; the group's
+/// severity rises to theirs, it is reopened, and the alert policy decides at `now` with the
+/// group's cooldown. Its news (new, regressed, alerted) goes to its first stored member
+/// only, so one transaction announces a group once.
+pub fn record_in_group(
+    group: &GroupState,
+    members: &[&ErrorReport],
+    inserted: &HashSet<String>,
+    policy: &AlertPolicy,
+    now: Timestamp,
+) -> GroupRecording {
+    let stored: Vec<&ErrorReport> = members
+        .iter()
+        .copied()
+        .filter(|report| inserted.contains(&report.event_id))
+        .collect();
+    let Some(first_stored) = stored.first() else {
+        return GroupRecording {
+            update: None,
+            remove_empty_group: group.new,
+            answers: vec![None; members.len()],
+        };
+    };
+    let severity = stored
+        .iter()
+        .map(|report| report.severity)
+        .fold(Severity::Debug, Ord::max);
+    let last_seen = stored
+        .iter()
+        .map(|report| report.received_at)
+        .fold(first_stored.received_at, Ord::max);
+    let alert = policy.decide(
+        &Occurrence {
+            new_group: group.new,
+            regression: group.resolved,
+            severity,
+            component: group.component.clone(),
+        },
+        group.last_alerted_at,
+        now,
+    );
+    let mut first = true;
+    let answers = members
+        .iter()
+        .map(|report| {
+            if !inserted.contains(&report.event_id) {
+                return None;
+            }
+            let recorded = Recorded {
+                group_id: ErrorGroupId::from_trusted(group.id.clone()),
+                new_group: first && group.new,
+                regression: first && group.resolved,
+                duplicate: false,
+                alert: if first { alert } else { None },
+            };
+            first = false;
+            Some(recorded)
+        })
+        .collect();
+    GroupRecording {
+        update: Some(GroupUpdate {
+            count: i64::try_from(stored.len()).unwrap_or(i64::MAX),
+            last_seen,
+            severity,
+            alert,
+        }),
+        remove_empty_group: false,
+        answers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error_store::grouping::Fingerprint;
+
+    const POLICY: AlertPolicy = AlertPolicy {
+        enabled: true,
+        cooldown_ms: 600_000,
+    };
+
+    fn report(event_id: &str, severity: Severity, received_at: i64) -> ErrorReport {
+        ErrorReport {
+            event_id: event_id.into(),
+            scope: "server".into(),
+            fingerprint: Fingerprint::from_trusted("f".repeat(64)),
+            title: "boom".into(),
+            severity,
+            component: None,
+            message: "boom".into(),
+            request_id: None,
+            payload: "{}".into(),
+            release: None,
+            environment: None,
+            received_at: Timestamp::from_millis(received_at),
+        }
+    }
+
+    fn group(new: bool, resolved: bool, last_alerted_at: Option<i64>) -> GroupState {
+        GroupState {
+            id: "grp_1".into(),
+            new,
+            resolved,
+            last_alerted_at: last_alerted_at.map(Timestamp::from_millis),
+            component: None,
+        }
+    }
+
+    fn inserted(ids: &[&str]) -> HashSet<String> {
+        ids.iter().map(|id| (*id).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_new_group_counts_its_stored_members_and_announces_itself_once() {
+        let (a, b, c) = (
+            report("a", Severity::Warning, 10),
+            report("b", Severity::Error, 30),
+            report("c", Severity::Critical, 20),
+        );
+        let now = Timestamp::from_millis(40);
+        // `c` was stored meanwhile by another batch: it does not count here.
+        let recording = record_in_group(
+            &group(true, false, None),
+            &[&a, &b, &c],
+            &inserted(&["a", "b"]),
+            &POLICY,
+            now,
+        );
+        assert_eq!(
+            recording.update,
+            Some(GroupUpdate {
+                count: 2,
+                last_seen: Timestamp::from_millis(30),
+                severity: Severity::Error,
+                alert: Some(AlertKind::NewGroup),
+            })
+        );
+        assert!(!recording.remove_empty_group);
+        let answers = &recording.answers;
+        assert_eq!(answers.len(), 3);
+        let first = answers[0].as_ref().expect("a was stored");
+        assert!(first.new_group && first.alert == Some(AlertKind::NewGroup) && !first.duplicate);
+        let second = answers[1].as_ref().expect("b was stored");
+        assert!(!second.new_group && second.alert.is_none());
+        assert!(answers[2].is_none());
+    }
+
+    #[test]
+    fn a_resolved_group_regresses_once_within_its_cooldown() {
+        let r = report("a", Severity::Info, 10);
+        let now = Timestamp::from_millis(1_000_000);
+        let reopened = record_in_group(&group(false, true, None), &[&r], &inserted(&["a"]), &POLICY, now);
+        assert_eq!(
+            reopened.update.as_ref().and_then(|u| u.alert),
+            Some(AlertKind::Regression)
+        );
+        assert!(reopened.answers[0].as_ref().is_some_and(|r| r.regression));
+        // Alerted five minutes ago: the cooldown holds the alert back, the count does not.
+        let cooling = record_in_group(
+            &group(false, true, Some(700_000)),
+            &[&r],
+            &inserted(&["a"]),
+            &POLICY,
+            now,
+        );
+        assert_eq!(cooling.update.as_ref().map(|u| (u.count, u.alert)), Some((1, None)));
+    }
+
+    #[test]
+    fn a_group_created_for_members_all_stored_elsewhere_is_removed() {
+        let r = report("a", Severity::Error, 10);
+        let now = Timestamp::from_millis(10);
+        let created = record_in_group(&group(true, false, None), &[&r], &inserted(&[]), &POLICY, now);
+        assert_eq!(created.update, None);
+        assert!(created.remove_empty_group);
+        assert_eq!(created.answers, vec![None]);
+        let existing = record_in_group(&group(false, false, None), &[&r], &inserted(&[]), &POLICY, now);
+        assert!(!existing.remove_empty_group);
     }
 }

@@ -1,26 +1,25 @@
 //! Rebuilding domain values from stored rows, once for both engines.
 //!
-//! The SQL of the two stores differs (placeholders, locking), but the columns they read
-//! and how a column becomes a domain value do not. Each store implements [`StoredRow`]
-//! for its row type in a few lines; the mappings below are shared, so a new column or a
-//! stricter check is written once. Values that fail to parse mean the database was
-//! changed behind our back and surface as `StoreError::Other`.
+//! The columns the store reads and how a column becomes a domain value are the same on
+//! both engines: [`crate::sql::Row`] implements [`StoredRow`] for either, and the mappings
+//! below are written once, so a new column or a stricter check is too. Values that fail to
+//! parse mean the database was changed behind our back and surface as `StoreError::Other`.
 
-use crate::auth::{StoredApiKey, TokenHash};
-use crate::catalog::{Capacity, Event, HoldSeconds, MaxPerOrder, TicketType};
-use crate::clock::Timestamp;
-use crate::error_store::reports::{AlertKind, ErrorGroup, ErrorProject, PendingAlert, StoredError};
-use crate::failures::Severity;
-use crate::holds::{EmailAddress, Hold, HoldItem, HoldStatus, Quantity};
-use crate::ids::{ApiKeyId, EventId, HoldId, JobRunId, OrderId, OrganizationId, TicketTypeId};
-use crate::ids::{EmailId, ErrorGroupId};
-use crate::jobs::{JobOutcome, JobRun};
-use crate::mail::{EmailAttempt, EmailKind, EmailStatus, QueuedEmail};
-use crate::money::{Cents, Currency};
-use crate::organizations::{Name, Organization};
-use crate::payments::{IdempotencyRecord, Order, OrderStatus, RecoveryPoint, StoredResponse};
-use crate::store::StoreError;
-use crate::webhooks::{EventStatus, StoredStripeEvent, Ticket};
+use boxoffice_core::StoreError;
+use boxoffice_core::Timestamp;
+use boxoffice_core::auth::{StoredApiKey, TokenHash};
+use boxoffice_core::catalog::{Capacity, Event, HoldSeconds, MaxPerOrder, TicketType};
+use boxoffice_core::error_store::reports::{AlertKind, ErrorGroup, ErrorProject, PendingAlert, StoredError};
+use boxoffice_core::failures::Severity;
+use boxoffice_core::holds::{EmailAddress, Hold, HoldItem, HoldStatus, Quantity};
+use boxoffice_core::ids::{ApiKeyId, EventId, HoldId, JobRunId, OrderId, OrganizationId, TicketTypeId};
+use boxoffice_core::ids::{EmailId, ErrorGroupId};
+use boxoffice_core::jobs::{JobOutcome, JobRun};
+use boxoffice_core::mail::{EmailAttempt, EmailKind, EmailStatus, QueuedEmail};
+use boxoffice_core::money::{Cents, Currency};
+use boxoffice_core::organizations::{Name, Organization};
+use boxoffice_core::payments::{IdempotencyRecord, Order, OrderStatus, RecoveryPoint, StoredResponse};
+use boxoffice_core::webhooks::{EventStatus, StoredStripeEvent, Ticket};
 
 /// Typed access to one row's columns by name, as a store's row type provides it.
 pub trait StoredRow {

@@ -1,4 +1,4 @@
-// Rebuild when a migration is added: `sqlx::migrate!` embeds the folder at compile time,
+// Rebuild when a migration is added: `sqlx::migrate!` embeds the folders at compile time,
 // and cargo does not otherwise notice a new file in it.
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
