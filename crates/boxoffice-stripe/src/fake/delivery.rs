@@ -13,6 +13,7 @@ use axum::http::header;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::faults::WebhookFault;
 use super::state::FakeState;
@@ -116,13 +117,19 @@ impl FakeStripe {
         };
         if state.worker.as_ref().is_none_or(|tx| tx.is_closed()) {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(delivery_worker(
-                rx,
-                url.clone(),
-                self.inner.config.webhook_secret.clone(),
-                self.inner.config.webhook_retry.clone(),
-                Arc::clone(&self.inner.deliveries),
-            ));
+            // The worker outlives the request that starts it and delivers for every later
+            // one, so it gets a span of its own rather than carrying that request's.
+            let span = tracing::info_span!(parent: None, "fake_stripe.webhook_delivery");
+            tokio::spawn(
+                delivery_worker(
+                    rx,
+                    url.clone(),
+                    self.inner.config.webhook_secret.clone(),
+                    self.inner.config.webhook_retry.clone(),
+                    Arc::clone(&self.inner.deliveries),
+                )
+                .instrument(span),
+            );
             state.worker = Some(tx);
         }
         if let Some(tx) = &state.worker {
