@@ -8,6 +8,11 @@
 //! a cut connection, an incomplete body, 409/429/5xx — after retrying with the *same*
 //! idempotency key, so the caller must not store it and must retry later with that key (or
 //! look the object up) rather than start over.
+//!
+//! Each public call runs in a span `stripe.<operation>` carrying the ids it names (and the
+//! id it created). Never recorded: the secret key, request and response bodies (a
+//! PaymentIntent carries its client secret), and the idempotency keys, which embed hold and
+//! order ids — bearer capabilities for the buyer's pages (SPEC §2).
 
 use std::time::Duration;
 
@@ -211,6 +216,11 @@ impl StripeClient {
     }
 
     /// `POST /v1/payment_intents`.
+    #[tracing::instrument(
+        name = "stripe.create_payment_intent",
+        skip_all,
+        fields(amount = params.amount, currency = %params.currency, payment_intent = tracing::field::Empty)
+    )]
     pub async fn create_payment_intent(
         &self,
         params: &CreatePaymentIntent,
@@ -221,11 +231,15 @@ impl StripeClient {
             .push("currency", params.currency.clone())
             .push_opt("description", params.description.clone())
             .push_map("metadata", &params.metadata);
-        self.request(Method::POST, "/v1/payment_intents", form, Some(idempotency_key))
-            .await
+        let intent: PaymentIntent = self
+            .request(Method::POST, "/v1/payment_intents", form, Some(idempotency_key))
+            .await?;
+        tracing::Span::current().record("payment_intent", intent.id.as_str());
+        Ok(intent)
     }
 
     /// `GET /v1/payment_intents/{id}`.
+    #[tracing::instrument(name = "stripe.retrieve_payment_intent", skip_all, fields(payment_intent = id))]
     pub async fn retrieve_payment_intent(&self, id: &str) -> Result<PaymentIntent, StripeError> {
         check_id(id)?;
         self.request(Method::GET, &format!("/v1/payment_intents/{id}"), Form::new(), None)
@@ -233,6 +247,11 @@ impl StripeClient {
     }
 
     /// `GET /v1/payment_intents`, newest first; `limit` is 1–100.
+    #[tracing::instrument(
+        name = "stripe.list_payment_intents",
+        skip_all,
+        fields(limit = limit, starting_after = starting_after)
+    )]
     pub async fn list_payment_intents(
         &self,
         limit: u32,
@@ -250,6 +269,11 @@ impl StripeClient {
     /// `POST /v1/payment_intents/{id}/confirm`. A declined card is `Err(StripeError::Api)`
     /// with a `card_error` (see [`StripeError::card_error`]); Stripe stores that outcome
     /// under the key like any other.
+    #[tracing::instrument(
+        name = "stripe.confirm_payment_intent",
+        skip_all,
+        fields(payment_intent = id, payment_method = payment_method)
+    )]
     pub async fn confirm_payment_intent(
         &self,
         id: &str,
@@ -269,16 +293,29 @@ impl StripeClient {
     }
 
     /// `POST /v1/refunds` for the whole amount of a PaymentIntent.
+    #[tracing::instrument(
+        name = "stripe.create_refund",
+        skip_all,
+        fields(payment_intent = payment_intent_id, refund = tracing::field::Empty)
+    )]
     pub async fn create_refund(&self, payment_intent_id: &str, idempotency_key: &str) -> Result<Refund, StripeError> {
         check_id(payment_intent_id)?;
         let mut form = Form::new();
         form.push("payment_intent", payment_intent_id);
-        self.request(Method::POST, "/v1/refunds", form, Some(idempotency_key))
-            .await
+        let refund: Refund = self
+            .request(Method::POST, "/v1/refunds", form, Some(idempotency_key))
+            .await?;
+        tracing::Span::current().record("refund", refund.id.as_str());
+        Ok(refund)
     }
 
     /// `GET /v1/events`, newest first, optionally only those created at or after
     /// `created_gte` (unix seconds). Stripe keeps events for 30 days.
+    #[tracing::instrument(
+        name = "stripe.list_events",
+        skip_all,
+        fields(limit = limit, starting_after = starting_after, created_gte = created_gte)
+    )]
     pub async fn list_events(
         &self,
         limit: u32,

@@ -3,6 +3,8 @@
 //! Every job is safe with several instances on one database: the store hands each item
 //! to one caller only.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +14,8 @@ use boxoffice_core::jobs::{self, JobOutcome, JobRun};
 use boxoffice_core::service::{self, error_chain};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use crate::metrics::Metrics;
 
@@ -20,25 +24,72 @@ pub const REAPER_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 /// Runs one step of `job`, counts it and records a failure. `None` for an unknown job.
 pub async fn run_once(job: &str, boxoffice: &BoxOffice, metrics: &Metrics) -> Option<Result<JobRun, service::Error>> {
-    let result = match job {
-        jobs::EXPIRE_HOLDS => boxoffice.sweep_expired_holds().await,
-        jobs::PAYMENT_COMPLETER => boxoffice.complete_stalled_payments().await,
-        jobs::IDEMPOTENCY_REAPER => boxoffice.reap_idempotency_records().await,
-        jobs::WEBHOOK_WORKER => boxoffice.apply_due_webhooks().await,
-        jobs::WEBHOOK_RECONCILER => boxoffice.reconcile_webhooks().await,
-        jobs::ALERT_SENDER => boxoffice.deliver_alerts().await,
-        jobs::ERROR_RETENTION => boxoffice.prune_errors().await.map(|(run, _)| run),
-        jobs::EMAIL_SENDER => boxoffice.deliver_emails().await,
+    let (span, step) = step(job, boxoffice)?;
+    let result = async {
+        let result = step.await;
+        account(job, &result, boxoffice, metrics).await;
+        result
+    }
+    .instrument(span)
+    .await;
+    Some(result)
+}
+
+/// One step of a job, boxed so that one `match` picks both the step and its span.
+type Step<'a> = Pin<Box<dyn Future<Output = Result<JobRun, service::Error>> + Send + 'a>>;
+
+/// The one-step function of `job` and its span, named after the job (`job.expire_holds`) so
+/// that traces group by job; `None` for an unknown job. A span's name must be a literal,
+/// hence one per arm.
+fn step<'a>(job: &str, boxoffice: &'a BoxOffice) -> Option<(Span, Step<'a>)> {
+    // `outcome` and `affected` are filled in by `account` once the step is done.
+    macro_rules! job_span {
+        ($name:literal) => {
+            tracing::info_span!($name, outcome = Empty, affected = Empty)
+        };
+    }
+    let picked: (Span, Step<'a>) = match job {
+        jobs::EXPIRE_HOLDS => (job_span!("job.expire_holds"), Box::pin(boxoffice.sweep_expired_holds())),
+        jobs::PAYMENT_COMPLETER => (
+            job_span!("job.payment_completer"),
+            Box::pin(boxoffice.complete_stalled_payments()),
+        ),
+        jobs::IDEMPOTENCY_REAPER => (
+            job_span!("job.idempotency_reaper"),
+            Box::pin(boxoffice.reap_idempotency_records()),
+        ),
+        jobs::WEBHOOK_WORKER => (
+            job_span!("job.webhook_worker"),
+            Box::pin(boxoffice.apply_due_webhooks()),
+        ),
+        jobs::WEBHOOK_RECONCILER => (
+            job_span!("job.webhook_reconciler"),
+            Box::pin(boxoffice.reconcile_webhooks()),
+        ),
+        jobs::ALERT_SENDER => (job_span!("job.alert_sender"), Box::pin(boxoffice.deliver_alerts())),
+        jobs::ERROR_RETENTION => (
+            job_span!("job.error_retention"),
+            Box::pin(async { boxoffice.prune_errors().await.map(|(run, _)| run) }),
+        ),
+        jobs::EMAIL_SENDER => (job_span!("job.email_sender"), Box::pin(boxoffice.deliver_emails())),
         _ => return None,
     };
+    Some(picked)
+}
+
+/// Counts a finished step, records its failure, and fills in its span.
+async fn account(job: &str, result: &Result<JobRun, service::Error>, boxoffice: &BoxOffice, metrics: &Metrics) {
     if job == jobs::EMAIL_SENDER {
         // The outbox gauges, refreshed with each run; a failed count leaves the last ones.
         if let Ok((queued, sent, failed)) = boxoffice.email_counts().await {
             metrics.email_counts(queued, sent, failed);
         }
     }
-    match &result {
+    let span = Span::current();
+    match result {
         Ok(run) => {
+            span.record("outcome", run.outcome.as_str());
+            span.record("affected", run.affected);
             let succeeded = run.outcome == JobOutcome::Succeeded;
             metrics.job_run(job, succeeded, run.affected);
             if job == jobs::WEBHOOK_RECONCILER {
@@ -52,11 +103,11 @@ pub async fn run_once(job: &str, boxoffice: &BoxOffice, metrics: &Metrics) -> Op
             }
         }
         Err(err) => {
+            span.record("outcome", JobOutcome::Failed.as_str());
             metrics.job_run(job, false, 0);
             boxoffice.report_failure(job_failure(job, &error_chain(err)));
         }
     }
-    Some(result)
 }
 
 /// A failed job run, for the error store: the component names the job, so each job's
@@ -70,7 +121,8 @@ fn job_failure(job: &str, error: &str) -> Failure {
 }
 
 /// Runs `job` now and then every `interval` until `stop` is cancelled. A step in progress
-/// finishes its current transaction before the task ends.
+/// finishes its current transaction before the task ends. The task carries the caller's
+/// span; each step opens its own inside it.
 pub fn spawn(
     job: &'static str,
     boxoffice: BoxOffice,
@@ -78,18 +130,98 @@ pub fn spawn(
     interval: Duration,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => break,
-                // Failures are recorded inside; the next tick tries again.
-                _ = run_once(job, &boxoffice, &metrics) => {}
-            }
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(interval) => {}
+    tokio::spawn(
+        async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
+                    // Failures are recorded inside; the next tick tries again.
+                    _ = run_once(job, &boxoffice, &metrics) => {}
+                }
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(interval) => {}
+                }
             }
         }
-    })
+        .in_current_span(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use boxoffice_core::{Settings, SystemClock};
+    use tracing_subscriber::fmt::MakeWriter;
+    use tracing_subscriber::fmt::format::FmtSpan;
+
+    use super::*;
+
+    /// What the fmt subscriber wrote, to read the spans back as an operator would see them.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("captured").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn each_step_runs_in_a_span_named_after_its_job() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+        let store = crate::store::connect(&url).await.expect("store");
+        let boxoffice = BoxOffice::new(store, Arc::new(SystemClock), Settings::default());
+        let metrics = Metrics::new();
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .with_span_events(FmtSpan::CLOSE)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        let run = run_once(jobs::EXPIRE_HOLDS, &boxoffice, &metrics)
+            .await
+            .expect("a known job")
+            .expect("ran");
+        assert_eq!(run.outcome, JobOutcome::Succeeded);
+        assert!(run_once("no-such-job", &boxoffice, &metrics).await.is_none());
+
+        // The span closes when its last clone is dropped, and sqlx's SQLite worker thread
+        // holds clones of the current span for the queries it ran: wait for it.
+        let closed = |output: &str| {
+            output
+                .lines()
+                .filter(|line| {
+                    line.contains(r#"job.expire_holds{outcome="succeeded" affected=0}"#) && line.contains(": close ")
+                })
+                .count()
+        };
+        let mut output = String::new();
+        for _ in 0..500 {
+            output = String::from_utf8(captured.0.lock().expect("captured").clone()).expect("utf-8");
+            if closed(&output) > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(closed(&output), 1, "closed once, with what the step did: {output}");
+    }
 }
