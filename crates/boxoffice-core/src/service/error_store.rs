@@ -166,8 +166,6 @@ pub fn prepare_failure(failure: Failure, now: Timestamp) -> Result<ErrorReport, 
 }
 
 impl BoxOffice {
-    // ----- the error store ------------------------------------------------------------
-
     /// Turns a reported error into a report ready to store (see [`prepare_error`]).
     pub fn prepare_error(&self, caller: &Caller, input: ErrorInput) -> Result<ErrorReport, Error> {
         prepare_error(caller, input, self.now())

@@ -1,4 +1,6 @@
-//! Placing holds, batched: group commit in the application.
+//! Holds: placing them, reading and cancelling them, and the sweeper that expires them.
+//!
+//! Placing is batched: group commit in the application.
 //!
 //! A flash sale is one hot ticket type hammered by a crowd. One hold per transaction is
 //! bound by the database's commit rate (every transaction on the hot row waits for its
@@ -23,11 +25,13 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::{BoxOffice, Error};
+use super::{BoxOffice, Error, error_chain, require_operator};
+use crate::auth::Caller;
 use crate::catalog::{EventWithTicketTypes, HoldSeconds};
 use crate::clock::Timestamp;
-use crate::holds::{Hold, HoldItem, HoldRequest, HoldStatus};
+use crate::holds::{Hold, HoldItem, HoldRequest, HoldStatus, ReservationStats};
 use crate::ids::{EventId, HoldId};
+use crate::jobs::{self, JobRun};
 use crate::money::Cents;
 use crate::store::{StoreError, place_in_rounds};
 
@@ -272,5 +276,61 @@ impl BoxOffice {
             created_at: now,
             expires_at: now.plus(hold_length),
         })
+    }
+
+    /// Reads a hold (public: knowing its id is the credential).
+    pub async fn get_hold(&self, id: &HoldId) -> Result<Hold, Error> {
+        Ok(self.store.get_hold(id).await?)
+    }
+
+    /// Cancels a hold (public). Idempotent.
+    pub async fn cancel_hold(&self, id: &HoldId) -> Result<Hold, Error> {
+        Ok(self.store.cancel_hold(id, self.now()).await?)
+    }
+
+    /// Hold counts by status, now.
+    pub async fn reservation_stats(&self, caller: &Caller) -> Result<ReservationStats, Error> {
+        require_operator(caller)?;
+        Ok(self.store.reservation_stats(self.now()).await?)
+    }
+
+    /// Runs the expiry sweeper once: expires every hold that has run out, in bounded
+    /// batches, and records the run. A failed run is recorded too (when the store lets
+    /// us) and returned as a run with outcome `failed`.
+    pub async fn sweep_expired_holds(&self) -> Result<JobRun, Error> {
+        let started_at = self.now();
+        let sweeps = (0..self.settings.sweep_workers.max(1)).map(|_| self.sweep_until_done());
+        let mut affected: u64 = 0;
+        let mut error = None;
+        for (expired, failed) in futures::future::join_all(sweeps).await {
+            affected += expired;
+            error = error.or(failed);
+        }
+        let errors = error.iter().map(|err| error_chain(err)).collect();
+        let run = self
+            .record_run(jobs::EXPIRE_HOLDS, started_at, affected, errors)
+            .await?;
+        match error {
+            Some(err) => Err(Error::Store(err)),
+            None => Ok(run),
+        }
+    }
+
+    /// One sweeper: expires batches until a batch comes back short (nothing left that
+    /// another sweeper has not locked) or fails. Returns how many it expired and the error.
+    async fn sweep_until_done(&self) -> (u64, Option<StoreError>) {
+        let mut expired_total = 0;
+        loop {
+            // Each batch uses a fresh `now`, so a long run keeps up with the clock.
+            match self.store.expire_holds(self.now(), self.settings.sweep_batch).await {
+                Ok(expired) => {
+                    expired_total += expired;
+                    if expired < u64::from(self.settings.sweep_batch) {
+                        return (expired_total, None);
+                    }
+                }
+                Err(err) => return (expired_total, Some(err)),
+            }
+        }
     }
 }
