@@ -6,7 +6,7 @@
 //! bound by the database's commit rate (every transaction on the hot row waits for its
 //! own WAL flush); a batch of holds costs the same one commit. So concurrent hold requests
 //! for the same event queue in a *lane*, and one task per busy lane takes whatever queued
-//! while its previous batch ran and places it with [`Store::place_holds`] in one
+//! while its previous batch ran and places it with [`Store::place_holds`](crate::store::Store::place_holds) in one
 //! transaction. There is no timer by default: on an idle system a batch is the one request
 //! (no added latency); under a crowd batches grow by themselves. No request waits longer
 //! than the batch in flight when it arrived (plus the optional window) and then its own.
