@@ -22,6 +22,7 @@ pub mod payments;
 pub mod rows;
 pub mod service;
 pub mod store;
+pub mod tickets;
 pub mod webhooks;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -8,6 +8,9 @@
 
 use crate::clock::Timestamp;
 use crate::ids::OrderId;
+// Temporary: `Ticket` and `new_ticket_code` moved to `crate::tickets`; the store contract
+// (store.rs, rows.rs) and the store crates still name them here until they switch.
+pub use crate::tickets::{Ticket, new_ticket_code};
 
 /// Event ids are kept at least this long, so a redelivery (Stripe resends for three days;
 /// an operator may resend up to 30 days later) is recognised.
@@ -166,22 +169,6 @@ pub enum ApplyOutcome {
         /// Its PaymentIntent.
         payment_intent_id: String,
     },
-}
-
-/// A ticket: one seat of a paid order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ticket {
-    /// Unique and unguessable: it is what gets a person in.
-    pub code: String,
-    /// The ticket type.
-    pub ticket_type_id: crate::ids::TicketTypeId,
-    /// `valid` or `void`.
-    pub status: String,
-}
-
-/// A fresh ticket code: 128 random bits.
-pub fn new_ticket_code() -> String {
-    format!("tkt_{}", crate::ids::random_hex())
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::payments::{
     Begun, IdempotencyRecord, IntentRequest, Order, OrderPhase, PROVIDER_KEY_SAFE_AGE, PaymentIntentCreated,
     PaymentProvider, ProviderError, ProviderIntent, RecoveryPoint, StoredResponse,
 };
-use crate::webhooks::Ticket;
+use crate::tickets::Ticket;
 
 /// Unfinished idempotency records older than this are abandoned and removed by the reaper;
 /// by then the completer has finished every one it could.
