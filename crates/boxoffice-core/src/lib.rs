@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod clock;
 pub mod error_store;
 pub mod failures;
+pub mod faults;
 pub mod holds;
 pub mod idempotency;
 pub mod ids;

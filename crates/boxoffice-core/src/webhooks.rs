@@ -8,8 +8,10 @@
 
 use crate::clock::Timestamp;
 use crate::ids::OrderId;
-// Temporary: `Ticket` and `new_ticket_code` moved to `crate::tickets`; the store contract
-// (store.rs, rows.rs) and the store crates still name them here until they switch.
+// Temporary: `Ticket` and `new_ticket_code` moved to `crate::tickets`, the fault hooks to
+// `crate::faults`; the store contract (store.rs, rows.rs) and the store crates still name
+// them here until they switch.
+pub use crate::faults;
 pub use crate::tickets::{Ticket, new_ticket_code};
 
 /// Event ids are kept at least this long, so a redelivery (Stripe resends for three days;
@@ -208,39 +210,5 @@ mod tests {
         ] {
             assert!(StripeEvent::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
-    }
-}
-
-/// Test-only fault points inside the transaction that applies an event, right before it
-/// commits: the moment "nothing half-applied" is about. Stores call [`before_commit`].
-pub mod faults {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use crate::store::StoreError;
-
-    static FAIL_NEXT_APPLIES: AtomicU32 = AtomicU32::new(0);
-
-    /// The environment variable and value that make the process abort there (as kill -9).
-    pub const CRASH_POINT_ENV: &str = "BOXOFFICE_TEST_CRASH_POINT";
-    /// See [`CRASH_POINT_ENV`].
-    pub const CRASH_DURING_WEBHOOK_APPLY: &str = "during-webhook-apply";
-
-    /// Makes the next `count` applies in this process fail after their writes, before commit.
-    pub fn fail_next_applies(count: u32) {
-        FAIL_NEXT_APPLIES.store(count, Ordering::SeqCst);
-    }
-
-    /// Called by stores right before committing an apply.
-    pub fn before_commit() -> Result<(), StoreError> {
-        if std::env::var(CRASH_POINT_ENV).is_ok_and(|point| point == CRASH_DURING_WEBHOOK_APPLY) {
-            std::process::abort();
-        }
-        let armed = FAIL_NEXT_APPLIES.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if armed.is_ok() {
-            return Err(StoreError::Other(
-                "injected fault while applying a webhook event".into(),
-            ));
-        }
-        Ok(())
     }
 }
