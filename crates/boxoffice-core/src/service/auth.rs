@@ -15,6 +15,7 @@ impl BoxOffice {
     /// Makes sure an operator token exists. With `configured`, that token is the one;
     /// otherwise a token is generated and its hash stored at first start, and returned
     /// (to print once); later starts return `None`. Returns the hash to check against.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn ensure_operator_token(
         &self,
         configured: Option<&SecretToken>,
@@ -48,6 +49,7 @@ impl BoxOffice {
     /// The key that signs the operator's dashboard sessions and their CSRF tokens: 32
     /// random bytes generated at first start and shared by every instance through the
     /// database (a session made on one instance is valid on all).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn session_key(&self) -> Result<[u8; 32], Error> {
         let parse = |stored: &str| -> Option<[u8; 32]> { hex::decode(stored).ok()?.try_into().ok() };
         if let Some(stored) = self.store.get_setting(SESSION_KEY_SETTING).await? {
@@ -61,6 +63,7 @@ impl BoxOffice {
     }
 
     /// Identifies the caller of a bearer token; `None` for an unknown or malformed token.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn authenticate(
         &self,
         operator_hash: &TokenHash,
@@ -79,6 +82,7 @@ impl BoxOffice {
     }
 
     /// Mints an API key for an organization (operator only); the key is shown once.
+    #[tracing::instrument(level = "debug", skip_all, fields(organization_id = %organization))]
     pub async fn create_api_key(&self, caller: &Caller, organization: &OrganizationId) -> Result<MintedApiKey, Error> {
         require_operator(caller)?;
         let minted = auth::mint_api_key();

@@ -41,6 +41,7 @@ pub struct NewTicketType {
 
 impl BoxOffice {
     /// Creates an organization with its error project (operator only).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_organization(
         &self,
         caller: &Caller,
@@ -60,6 +61,7 @@ impl BoxOffice {
     }
 
     /// Reads an organization the caller may see, with its error project.
+    #[tracing::instrument(level = "debug", skip_all, fields(organization_id = %id))]
     pub async fn get_organization(
         &self,
         caller: &Caller,
@@ -74,6 +76,7 @@ impl BoxOffice {
     }
 
     /// Creates an event in an organization the caller may change.
+    #[tracing::instrument(level = "debug", skip_all, fields(organization_id = %new.organization_id))]
     pub async fn create_event(&self, caller: &Caller, new: NewEvent) -> Result<EventWithTicketTypes, Error> {
         if !caller.can_access(&new.organization_id) {
             return Err(Error::NotFound("organization"));
@@ -95,11 +98,13 @@ impl BoxOffice {
     }
 
     /// Reads an event (public).
+    #[tracing::instrument(level = "debug", skip_all, fields(event_id = %id))]
     pub async fn get_event(&self, id: &EventId) -> Result<EventWithTicketTypes, Error> {
         Ok(self.store.get_event(id, self.now()).await?)
     }
 
     /// Lists events (public), newest first.
+    #[tracing::instrument(level = "debug", skip_all, fields(organization_id = organization.map(tracing::field::display)))]
     pub async fn list_events(
         &self,
         organization: Option<&OrganizationId>,
@@ -109,6 +114,7 @@ impl BoxOffice {
     }
 
     /// Adds a ticket type to an event the caller may change.
+    #[tracing::instrument(level = "debug", skip_all, fields(event_id = %event_id))]
     pub async fn create_ticket_type(
         &self,
         caller: &Caller,
@@ -136,6 +142,7 @@ impl BoxOffice {
     }
 
     /// Changes a ticket type of an event the caller may change.
+    #[tracing::instrument(level = "debug", skip_all, fields(ticket_type_id = %id))]
     pub async fn update_ticket_type(
         &self,
         caller: &Caller,

@@ -14,6 +14,7 @@ const JOB_RUN_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 impl BoxOffice {
     /// The latest runs of a job, newest first.
+    #[tracing::instrument(level = "debug", skip_all, fields(job, limit))]
     pub async fn list_job_runs(&self, caller: &Caller, job: &str, limit: u32) -> Result<Vec<JobRun>, Error> {
         require_operator(caller)?;
         Ok(self.store.list_job_runs(job, limit).await?)

@@ -58,6 +58,7 @@ impl BoxOffice {
 
     /// Creates (or replays) the PaymentIntent of a reservation, idempotently under the
     /// client's key; see `crate::payments` for the phases.
+    #[tracing::instrument(level = "debug", skip_all, fields(hold_id = %request.hold_id))]
     pub async fn create_payment_intent(&self, request: PaymentRequest) -> Result<PaymentAnswer, Error> {
         self.provider()?;
         // Fast path, one read: a finished record never changes, so replays and mismatches
@@ -193,6 +194,7 @@ impl BoxOffice {
     /// The completer: finishes payment requests that stopped after their order was
     /// created (a crash, or an indeterminate provider answer whose client never retried),
     /// and records the run. Indeterminate failures leave a record for the next run.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn complete_stalled_payments(&self) -> Result<JobRun, Error> {
         let started_at = self.now();
         let claimed = self
@@ -216,6 +218,7 @@ impl BoxOffice {
     }
 
     /// The reaper: removes idempotency records past their retention, and records the run.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn reap_idempotency_records(&self) -> Result<JobRun, Error> {
         let started_at = self.now();
         let finished_before = minus(started_at, self.settings.idempotency_retention);
@@ -236,11 +239,13 @@ impl BoxOffice {
     }
 
     /// Reads an order (public: knowing its id is the credential).
+    #[tracing::instrument(level = "debug", skip_all, fields(order_id = %id))]
     pub async fn get_order(&self, id: &OrderId) -> Result<Order, Error> {
         Ok(self.store.get_order(id).await?)
     }
 
     /// The tickets of an order.
+    #[tracing::instrument(level = "debug", skip_all, fields(order_id = %order_id))]
     pub async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, Error> {
         Ok(self.store.order_tickets(order_id).await?)
     }

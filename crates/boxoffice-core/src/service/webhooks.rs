@@ -41,6 +41,7 @@ impl BoxOffice {
     /// Handles a delivered event: stores it durably (the caller acknowledges only after
     /// this returns `Ok`), then applies it. A failure to apply is recorded and retried by
     /// the worker; it does not fail the delivery, since the event is safely stored.
+    #[tracing::instrument(level = "debug", skip_all, fields(event_id = %event.id, event_type = %event.event_type))]
     pub async fn receive_webhook(&self, event: StripeEvent) -> Result<WebhookResult, Error> {
         let now = self.now();
         let (status, _) = self
@@ -54,6 +55,7 @@ impl BoxOffice {
     }
 
     /// Applies one stored event; see [`WebhookResult`].
+    #[tracing::instrument(level = "debug", skip_all, fields(event_id))]
     pub async fn apply_stored_event(&self, event_id: &str) -> WebhookResult {
         let result = match self.store.apply_webhook_event(event_id, self.now()).await {
             Ok(ApplyOutcome::Applied(what)) => return WebhookResult::Applied(what),
@@ -114,6 +116,7 @@ impl BoxOffice {
 
     /// The webhook worker: applies stored events that are not applied yet (a failure
     /// earlier, or a crash between storing and applying), and records the run.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn apply_due_webhooks(&self) -> Result<JobRun, Error> {
         let started_at = self.now();
         let mut affected = 0;
@@ -131,6 +134,7 @@ impl BoxOffice {
     /// The reconciler: lists the provider's recent events and stores and applies any that
     /// never arrived as a webhook, so a delivery outage heals by itself. `affected` counts
     /// the events it found missing.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn reconcile_webhooks(&self) -> Result<JobRun, Error> {
         let started_at = self.now();
         let since = minus(started_at, RECONCILE_WINDOW).as_millis() / 1000;
@@ -167,6 +171,7 @@ impl BoxOffice {
     }
 
     /// Stored webhook events, newest first.
+    #[tracing::instrument(level = "debug", skip_all, fields(limit))]
     pub async fn list_webhook_events(&self, caller: &Caller, limit: u32) -> Result<Vec<StoredStripeEvent>, Error> {
         require_operator(caller)?;
         Ok(self.store.list_webhook_events(limit).await?)
