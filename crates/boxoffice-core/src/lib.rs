@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod clock;
 pub mod error_store;
 pub mod failures;
+pub mod faults;
 pub mod holds;
 pub mod idempotency;
 pub mod ids;
@@ -22,6 +23,7 @@ pub mod organizations;
 pub mod payments;
 pub mod service;
 pub mod store;
+pub mod tickets;
 pub mod webhooks;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

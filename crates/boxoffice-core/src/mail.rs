@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use crate::clock::Timestamp;
 use crate::ids::{EmailId, OrderId};
 use crate::payments::Order;
-use crate::webhooks::Ticket;
+use crate::tickets::Ticket;
 
 /// Which message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,7 +12,7 @@ use crate::clock::Timestamp;
 use crate::holds::{Hold, HoldStatus};
 use crate::ids::TicketTypeId;
 use crate::payments::{Order, OrderStatus};
-use crate::webhooks::new_ticket_code;
+use crate::tickets::new_ticket_code;
 
 /// What a `payment_intent.succeeded` does to an order.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -168,22 +168,6 @@ pub enum ApplyOutcome {
     },
 }
 
-/// A ticket: one seat of a paid order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ticket {
-    /// Unique and unguessable: it is what gets a person in.
-    pub code: String,
-    /// The ticket type.
-    pub ticket_type_id: crate::ids::TicketTypeId,
-    /// `valid` or `void`.
-    pub status: String,
-}
-
-/// A fresh ticket code: 128 random bits.
-pub fn new_ticket_code() -> String {
-    format!("tkt_{}", crate::ids::random_hex())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,39 +205,5 @@ mod tests {
         ] {
             assert!(StripeEvent::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
-    }
-}
-
-/// Test-only fault points inside the transaction that applies an event, right before it
-/// commits: the moment "nothing half-applied" is about. Stores call [`before_commit`].
-pub mod faults {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use crate::store::StoreError;
-
-    static FAIL_NEXT_APPLIES: AtomicU32 = AtomicU32::new(0);
-
-    /// The environment variable and value that make the process abort there (as kill -9).
-    pub const CRASH_POINT_ENV: &str = "BOXOFFICE_TEST_CRASH_POINT";
-    /// See [`CRASH_POINT_ENV`].
-    pub const CRASH_DURING_WEBHOOK_APPLY: &str = "during-webhook-apply";
-
-    /// Makes the next `count` applies in this process fail after their writes, before commit.
-    pub fn fail_next_applies(count: u32) {
-        FAIL_NEXT_APPLIES.store(count, Ordering::SeqCst);
-    }
-
-    /// Called by stores right before committing an apply.
-    pub fn before_commit() -> Result<(), StoreError> {
-        if std::env::var(CRASH_POINT_ENV).is_ok_and(|point| point == CRASH_DURING_WEBHOOK_APPLY) {
-            std::process::abort();
-        }
-        let armed = FAIL_NEXT_APPLIES.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if armed.is_ok() {
-            return Err(StoreError::Other(
-                "injected fault while applying a webhook event".into(),
-            ));
-        }
-        Ok(())
     }
 }

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod demo;
 pub mod error_store;
+pub mod faults;
 pub mod http;
 pub mod jobs;
 pub mod mail;

@@ -9,13 +9,6 @@ use boxoffice_core::ids::OrderId;
 use boxoffice_core::payments::{IntentRequest, PaymentProvider, ProviderError, ProviderIntent};
 use boxoffice_stripe::{CreatePaymentIntent, PaymentIntent, StripeClient, StripeError};
 
-/// The environment variable that arms the test-only crash point (see [`StripeProvider`]).
-pub const CRASH_POINT_ENV: &str = "BOXOFFICE_TEST_CRASH_POINT";
-
-/// The crash point right after the provider created a PaymentIntent and before boxoffice
-/// recorded it: the moment crash safety is about.
-pub const CRASH_AFTER_PAYMENT_INTENT_CREATED: &str = "after-payment-intent-created";
-
 /// Pages of recent PaymentIntents searched when looking one up by order.
 const LOOKUP_PAGES: usize = 10;
 
@@ -25,21 +18,12 @@ const EVENT_PAGES: usize = 50;
 /// [`PaymentProvider`] over Stripe's API.
 pub struct StripeProvider {
     client: StripeClient,
-    /// Test-only: abort the process right after a PaymentIntent is created, as a kill -9
-    /// at the worst moment would. Armed only by [`CRASH_POINT_ENV`]; the crash-safety test
-    /// uses it to prove that the completer or a retry finishes the job without a second charge.
-    crash_after_create: bool,
 }
 
 impl StripeProvider {
-    /// Wraps a client; reads the crash point from the environment once.
+    /// Wraps a client.
     pub fn new(client: StripeClient) -> Self {
-        let crash_after_create =
-            std::env::var(CRASH_POINT_ENV).is_ok_and(|point| point == CRASH_AFTER_PAYMENT_INTENT_CREATED);
-        Self {
-            client,
-            crash_after_create,
-        }
+        Self { client }
     }
 }
 
@@ -87,10 +71,8 @@ impl PaymentProvider for StripeProvider {
             .create_payment_intent(&params, idempotency_key)
             .await
             .map_err(provider_error)?;
-        if self.crash_after_create {
-            tracing::error!(payment_intent = %created.id, "test crash point reached: aborting");
-            std::process::abort();
-        }
+        // The moment crash safety is about: created at Stripe, not yet recorded here.
+        boxoffice_core::faults::after_payment_intent_created();
         intent(created)
     }
 

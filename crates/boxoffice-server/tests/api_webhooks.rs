@@ -306,7 +306,7 @@ both_engines!(
         let clock = ManualClock::starting_now();
         let shop = shop(engine, 100, Some(clock.clone())).await;
         let purchase = shop.start_purchase(2).await;
-        boxoffice_core::webhooks::faults::fail_next_applies(1);
+        boxoffice_core::faults::fail_next_applies(1);
         shop.confirm(&purchase, "pm_card_visa").await;
         // Delivered, stored, acknowledged; applying failed after its writes and rolled back.
         let deadline = Instant::now() + Duration::from_secs(10);

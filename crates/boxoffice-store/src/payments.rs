@@ -14,7 +14,7 @@ use boxoffice_core::holds::HoldStatus;
 use boxoffice_core::ids::{HoldId, OrderId};
 use boxoffice_core::payments::{self, Begun, IdempotencyRecord, Order, OrderPhase, ProviderIntent, StoredResponse};
 use boxoffice_core::store::PaymentStore;
-use boxoffice_core::webhooks::Ticket;
+use boxoffice_core::tickets::Ticket;
 use boxoffice_core::{StoreError, Timestamp};
 
 use crate::rows::{self, IDEMPOTENCY_COLUMNS, ORDER_COLUMNS, StoredRow};

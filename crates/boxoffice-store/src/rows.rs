@@ -19,7 +19,8 @@ use boxoffice_core::mail::{EmailAttempt, EmailKind, EmailStatus, QueuedEmail};
 use boxoffice_core::money::{Cents, Currency};
 use boxoffice_core::organizations::{Name, Organization};
 use boxoffice_core::payments::{IdempotencyRecord, Order, OrderStatus, RecoveryPoint, StoredResponse};
-use boxoffice_core::webhooks::{EventStatus, StoredStripeEvent, Ticket};
+use boxoffice_core::tickets::Ticket;
+use boxoffice_core::webhooks::{EventStatus, StoredStripeEvent};
 
 /// Typed access to one row's columns by name, as a store's row type provides it.
 pub trait StoredRow {

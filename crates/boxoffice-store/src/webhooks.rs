@@ -13,7 +13,7 @@ use boxoffice_core::mail::EmailKind;
 use boxoffice_core::orders::{self, OnPaymentFailed, OnPaymentSucceeded, OnRefunded};
 use boxoffice_core::payments::{Order, OrderStatus};
 use boxoffice_core::store::WebhookStore;
-use boxoffice_core::webhooks::{self, ApplyOutcome, Effect, EventStatus, StoredStripeEvent, StripeEvent};
+use boxoffice_core::webhooks::{ApplyOutcome, Effect, EventStatus, StoredStripeEvent, StripeEvent};
 use boxoffice_core::{StoreError, Timestamp};
 
 use crate::holds::{self, ExpiryScope};
@@ -38,7 +38,7 @@ impl WebhookStore for SqlStore {
     async fn apply_webhook_event(&self, event_id: &str, now: Timestamp) -> Result<ApplyOutcome, StoreError> {
         in_transaction!(self, |conn| {
             let outcome = apply(conn, event_id, now).await?;
-            webhooks::faults::before_commit()?;
+            boxoffice_core::faults::before_commit()?;
             outcome
         })
     }

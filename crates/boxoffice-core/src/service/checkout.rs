@@ -102,6 +102,7 @@ impl BoxOffice {
     /// Starts (or resumes) paying for a hold from the checkout page: the order and its
     /// PaymentIntent, created once per hold under the page's own idempotency key; every
     /// later attempt gets the same ones back.
+    #[tracing::instrument(level = "debug", skip_all, fields(hold_id = %hold))]
     pub async fn start_checkout_payment(&self, hold: &HoldId) -> Result<CheckoutStart, Error> {
         let request = PaymentRequest {
             scope: CHECKOUT_SCOPE.to_owned(),
@@ -126,6 +127,7 @@ impl BoxOffice {
     }
 
     /// How far the checkout page got in paying for a hold.
+    #[tracing::instrument(level = "debug", skip_all, fields(hold_id = %hold))]
     pub async fn checkout_payment(&self, hold: &HoldId) -> Result<CheckoutPayment, Error> {
         let key = checkout_key(hold)?;
         let Some(record) = self.store.find_idempotent_request(CHECKOUT_SCOPE, key.as_str()).await? else {
@@ -149,6 +151,7 @@ impl BoxOffice {
 
     /// The buyer left the checkout page: releases the hold, unless a payment is under way
     /// or may have succeeded (see [`LeaveCheckout`]). A paid hold is never touched.
+    #[tracing::instrument(level = "debug", skip_all, fields(hold_id = %hold))]
     pub async fn leave_checkout(&self, hold: &HoldId) -> Result<LeaveCheckout, Error> {
         match self.checkout_payment(hold).await? {
             // Nothing was created (never started, or refused because the hold had ended).
@@ -166,6 +169,7 @@ impl BoxOffice {
     /// Releases a hold whose payment failed, once the caller made sure at the provider
     /// that its PaymentIntent awaits a payment method (no attempt under way or succeeded).
     /// The order is read again first: a payment that succeeded meanwhile keeps the hold.
+    #[tracing::instrument(level = "debug", skip_all, fields(hold_id = %hold))]
     pub async fn release_after_failed_payment(&self, hold: &HoldId) -> Result<LeaveCheckout, Error> {
         match self.checkout_payment(hold).await? {
             CheckoutPayment::Created(order) if matches!(order.status, OrderStatus::Pending | OrderStatus::Failed) => {

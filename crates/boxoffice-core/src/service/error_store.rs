@@ -166,15 +166,15 @@ pub fn prepare_failure(failure: Failure, now: Timestamp) -> Result<ErrorReport, 
 }
 
 impl BoxOffice {
-    // ----- the error store ------------------------------------------------------------
-
     /// Turns a reported error into a report ready to store (see [`prepare_error`]).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub fn prepare_error(&self, caller: &Caller, input: ErrorInput) -> Result<ErrorReport, Error> {
         prepare_error(caller, input, self.now())
     }
 
     /// Stores prepared reports in one transaction, queueing the alerts they call for.
     /// One [`Recorded`] per report, in order.
+    #[tracing::instrument(level = "debug", skip_all, fields(reports = reports.len()))]
     pub async fn record_errors(&self, reports: &[ErrorReport]) -> Result<Vec<Recorded>, Error> {
         if reports.iter().any(has_nul) {
             // PostgreSQL text cannot hold NUL; a hostile report must not fail its batch.
@@ -186,12 +186,14 @@ impl BoxOffice {
 
     /// The error project with this numeric id (public: the Sentry key is checked by the
     /// caller against the project's).
+    #[tracing::instrument(level = "debug", skip_all, fields(project_id))]
     pub async fn find_error_project(&self, project_id: i64) -> Result<Option<ErrorProject>, Error> {
         Ok(self.store.find_error_project(project_id).await?)
     }
 
     /// Prepares and stores one error at once (for callers without a pipeline: the CLI,
     /// tests). Returns the stored event id and what recording did.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn report_error(&self, caller: &Caller, input: ErrorInput) -> Result<(String, Recorded), Error> {
         let report = self.prepare_error(caller, input)?;
         let mut recorded = self.record_errors(std::slice::from_ref(&report)).await?;
@@ -202,6 +204,7 @@ impl BoxOffice {
     }
 
     /// Error groups, most recently seen first (operator).
+    #[tracing::instrument(level = "debug", skip_all, fields(limit))]
     pub async fn list_error_groups(
         &self,
         caller: &Caller,
@@ -213,6 +216,7 @@ impl BoxOffice {
     }
 
     /// A group with its latest occurrences (operator).
+    #[tracing::instrument(level = "debug", skip_all, fields(group_id = %id))]
     pub async fn get_error_group(
         &self,
         caller: &Caller,
@@ -223,6 +227,7 @@ impl BoxOffice {
     }
 
     /// Marks a group resolved (operator); a new occurrence reopens it.
+    #[tracing::instrument(level = "debug", skip_all, fields(group_id = %id))]
     pub async fn resolve_error_group(&self, caller: &Caller, id: &ErrorGroupId) -> Result<ErrorGroup, Error> {
         require_operator(caller)?;
         Ok(self.store.resolve_error_group(id, self.now()).await?)
@@ -245,6 +250,7 @@ impl BoxOffice {
     /// The alert job: delivers due alerts, retrying failed ones with backoff and giving up
     /// after the configured attempts (recorded as a failure of component `alerts`, which
     /// never alerts itself). Safe with several instances: each alert is claimed by one.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn deliver_alerts(&self) -> Result<JobRun, Error> {
         let started_at = self.now();
         let Some(sender) = self.alerts.clone() else {
@@ -293,6 +299,7 @@ impl BoxOffice {
 
     /// The retention job: removes occurrences older than the retention or beyond each
     /// group's cap, emptied old groups, and finished alerts.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn prune_errors(&self) -> Result<(JobRun, Pruned), Error> {
         let started_at = self.now();
         let pruned = self

@@ -1,13 +1,16 @@
-//! Placing holds, batched: group commit in the application.
+//! Holds: placing them, reading and cancelling them, and the sweeper that expires them.
+//!
+//! Placing is batched: group commit in the application.
 //!
 //! A flash sale is one hot ticket type hammered by a crowd. One hold per transaction is
 //! bound by the database's commit rate (every transaction on the hot row waits for its
 //! own WAL flush); a batch of holds costs the same one commit. So concurrent hold requests
 //! for the same event queue in a *lane*, and one task per busy lane takes whatever queued
-//! while its previous batch ran and places it with [`Store::place_holds`] in one
-//! transaction. There is no timer by default: on an idle system a batch is the one request
-//! (no added latency); under a crowd batches grow by themselves. No request waits longer
-//! than the batch in flight when it arrived (plus the optional window) and then its own.
+//! while its previous batch ran and places it with
+//! [`Store::place_holds`](crate::store::Store::place_holds) in one transaction. There is no
+//! timer by default: on an idle system a batch is the one request (no added latency);
+//! under a crowd batches grow by themselves. No request waits longer than the batch in
+//! flight when it arrived (plus the optional window) and then its own.
 //!
 //! Every request is still answered on its own: a hold that does not fit gets `sold_out`,
 //! a multi-item hold is all or nothing ([`crate::holds::allocate`]). When a batch's
@@ -15,6 +18,11 @@
 //! again one by one, so a single bad request cannot fail its neighbours; when the database
 //! is unavailable, every request gets that answer at once. Each instance batches its own
 //! requests; instances share nothing but the database, whose row locks order their batches.
+//!
+//! A batch runs in its lane's task, not in the requests that queued it, so each request
+//! carries its span into the lane: the batch's span follows from every request's, and the
+//! line logged about each hold is logged in the span of the request that asked for it (so
+//! it carries that request's id).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -22,12 +30,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
-use super::{BoxOffice, Error};
+use super::{BoxOffice, Error, error_chain, require_operator};
+use crate::auth::Caller;
 use crate::catalog::{EventWithTicketTypes, HoldSeconds};
 use crate::clock::Timestamp;
-use crate::holds::{Hold, HoldItem, HoldRequest, HoldStatus};
+use crate::holds::{Hold, HoldItem, HoldRequest, HoldStatus, ReservationStats};
 use crate::ids::{EventId, HoldId};
+use crate::jobs::{self, JobRun};
 use crate::money::Cents;
 use crate::store::{StoreError, place_in_rounds};
 
@@ -58,7 +69,25 @@ impl Default for HoldBatching {
 /// A request waiting in a lane.
 struct Waiting {
     request: HoldRequest,
+    reply: Reply,
+}
+
+/// Where a waiting request's answer goes, and the span of the request that waits for it.
+struct Reply {
     answer: oneshot::Sender<Result<Hold, Error>>,
+    span: tracing::Span,
+}
+
+impl Reply {
+    /// Logs the outcome in the requesting span (the batch runs in another task), then
+    /// answers. A request that stopped waiting (its client left) is not an error.
+    fn send(self, result: Result<Hold, Error>, batch: usize) {
+        match &result {
+            Ok(hold) => tracing::debug!(parent: &self.span, hold_id = %hold.id, batch, "hold placed in a batch"),
+            Err(err) => tracing::debug!(parent: &self.span, batch, error = %err, "hold refused in a batch"),
+        }
+        let _ = self.answer.send(result);
+    }
 }
 
 /// The lanes of busy events. A lane exists exactly while its task runs.
@@ -116,19 +145,27 @@ impl Drop for LaneGuard {
 impl BoxOffice {
     /// Places a hold: every item or none. Batched with concurrent requests for the same
     /// event unless batching is off; see the module docs.
+    #[tracing::instrument(level = "debug", skip_all, fields(event_id = %request.event_id))]
     pub async fn place_hold(&self, request: HoldRequest) -> Result<Hold, Error> {
         if self.settings.hold_batching.max_batch <= 1 {
             return self.place_alone(request).await;
         }
         let (answer, answered) = oneshot::channel();
         let event = request.event_id.clone();
+        let waiting = Waiting {
+            request,
+            reply: Reply {
+                answer,
+                span: tracing::Span::current(),
+            },
+        };
         let start_lane = match self.hold_lanes.lock().entry(event.clone()) {
             Entry::Occupied(mut lane) => {
-                lane.get_mut().push(Waiting { request, answer });
+                lane.get_mut().push(waiting);
                 false
             }
             Entry::Vacant(lane) => {
-                lane.insert(vec![Waiting { request, answer }]);
+                lane.insert(vec![waiting]);
                 true
             }
         };
@@ -170,34 +207,37 @@ impl BoxOffice {
             if let Some(observer) = &self.hold_lanes.observer {
                 observer(batch.len());
             }
-            self.place_batch(&event, batch).await;
+            let span = tracing::debug_span!("hold_batch", event_id = %event, holds = batch.len());
+            for waiting in &batch {
+                span.follows_from(&waiting.reply.span);
+            }
+            self.place_batch(&event, batch).instrument(span).await;
         }
     }
 
     /// Places one batch of one event's requests and answers each.
     async fn place_batch(&self, event_id: &EventId, batch: Vec<Waiting>) {
         let now = self.now();
+        let size = batch.len();
         // One read of the event for the whole batch: prices, limits, hold length.
         let event = match self.store.get_event(event_id, now).await {
             Ok(event) => event,
             Err(err) => {
                 for waiting in batch {
-                    let _ = waiting.answer.send(Err(err.duplicate().into()));
+                    waiting.reply.send(Err(err.duplicate().into()), size);
                 }
                 return;
             }
         };
         let mut holds = Vec::with_capacity(batch.len());
-        let mut answers = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
         for waiting in batch {
             match self.new_hold(&event, waiting.request, now) {
                 Ok(hold) => {
                     holds.push(hold);
-                    answers.push(waiting.answer);
+                    replies.push(waiting.reply);
                 }
-                Err(err) => {
-                    let _ = waiting.answer.send(Err(err));
-                }
+                Err(err) => waiting.reply.send(Err(err), size),
             }
         }
         if holds.is_empty() {
@@ -216,8 +256,8 @@ impl BoxOffice {
             }
             Err(err) => refs.iter().map(|_| Err(err.duplicate())).collect(),
         };
-        for ((hold, result), answer) in holds.into_iter().zip(results).zip(answers) {
-            let _ = answer.send(result.map(|()| hold).map_err(Error::from));
+        for ((hold, result), reply) in holds.into_iter().zip(results).zip(replies) {
+            reply.send(result.map(|()| hold).map_err(Error::from), size);
         }
     }
 
@@ -272,5 +312,65 @@ impl BoxOffice {
             created_at: now,
             expires_at: now.plus(hold_length),
         })
+    }
+
+    /// Reads a hold (public: knowing its id is the credential).
+    #[tracing::instrument(level = "debug", skip_all, fields(hold_id = %id))]
+    pub async fn get_hold(&self, id: &HoldId) -> Result<Hold, Error> {
+        Ok(self.store.get_hold(id).await?)
+    }
+
+    /// Cancels a hold (public). Idempotent.
+    #[tracing::instrument(level = "debug", skip_all, fields(hold_id = %id))]
+    pub async fn cancel_hold(&self, id: &HoldId) -> Result<Hold, Error> {
+        Ok(self.store.cancel_hold(id, self.now()).await?)
+    }
+
+    /// Hold counts by status, now.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn reservation_stats(&self, caller: &Caller) -> Result<ReservationStats, Error> {
+        require_operator(caller)?;
+        Ok(self.store.reservation_stats(self.now()).await?)
+    }
+
+    /// Runs the expiry sweeper once: expires every hold that has run out, in bounded
+    /// batches, and records the run. A failed run is recorded too (when the store lets
+    /// us) and returned as a run with outcome `failed`.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn sweep_expired_holds(&self) -> Result<JobRun, Error> {
+        let started_at = self.now();
+        let sweeps = (0..self.settings.sweep_workers.max(1)).map(|_| self.sweep_until_done());
+        let mut affected: u64 = 0;
+        let mut error = None;
+        for (expired, failed) in futures::future::join_all(sweeps).await {
+            affected += expired;
+            error = error.or(failed);
+        }
+        let errors = error.iter().map(|err| error_chain(err)).collect();
+        let run = self
+            .record_run(jobs::EXPIRE_HOLDS, started_at, affected, errors)
+            .await?;
+        match error {
+            Some(err) => Err(Error::Store(err)),
+            None => Ok(run),
+        }
+    }
+
+    /// One sweeper: expires batches until a batch comes back short (nothing left that
+    /// another sweeper has not locked) or fails. Returns how many it expired and the error.
+    async fn sweep_until_done(&self) -> (u64, Option<StoreError>) {
+        let mut expired_total = 0;
+        loop {
+            // Each batch uses a fresh `now`, so a long run keeps up with the clock.
+            match self.store.expire_holds(self.now(), self.settings.sweep_batch).await {
+                Ok(expired) => {
+                    expired_total += expired;
+                    if expired < u64::from(self.settings.sweep_batch) {
+                        return (expired_total, None);
+                    }
+                }
+                Err(err) => return (expired_total, Some(err)),
+            }
+        }
     }
 }

@@ -47,6 +47,7 @@ impl BoxOffice {
     ///
     /// Delivery is at least once: if recording a sent message fails, its lease runs out
     /// and it is sent again.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn deliver_emails(&self) -> Result<JobRun, Error> {
         let started_at = self.now();
         let Some(sender) = self.mail.clone() else {
@@ -105,6 +106,7 @@ impl BoxOffice {
 
     /// Messages in the outbox with their attempts, newest first, optionally with one status
     /// only (operator). `limit` is clamped to 1..=500.
+    #[tracing::instrument(level = "debug", skip_all, fields(status = status.map(EmailStatus::as_str), limit))]
     pub async fn list_emails(
         &self,
         caller: &Caller,
@@ -121,12 +123,14 @@ impl BoxOffice {
     /// Queues a failed message again, due now (operator). A sent message is returned
     /// unchanged. A retried message that fails again after its `give_up_after` is failed
     /// again at once (one more attempt per retry).
+    #[tracing::instrument(level = "debug", skip_all, fields(email_id = %id))]
     pub async fn retry_email(&self, caller: &Caller, id: &EmailId) -> Result<QueuedEmail, Error> {
         require_operator(caller)?;
         Ok(self.store.retry_email(id, self.now()).await?)
     }
 
     /// How many messages are queued, sent and failed (for metrics).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn email_counts(&self) -> Result<(i64, i64, i64), Error> {
         Ok(self.store.email_counts().await?)
     }

@@ -7,7 +7,7 @@ use crate::clock::Timestamp;
 use crate::ids::OrderId;
 use crate::payments::{Begun, IdempotencyRecord, Order, OrderPhase, ProviderIntent, StoredResponse};
 use crate::store::StoreError;
-use crate::webhooks::Ticket;
+use crate::tickets::Ticket;
 
 /// Idempotent payment requests and the orders they create.
 #[async_trait]

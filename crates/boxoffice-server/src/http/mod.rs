@@ -27,6 +27,7 @@ use boxoffice_core::auth::TokenHash;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error_store::ErrorPipeline;
+use crate::faults::InjectFaults;
 use crate::metrics::Metrics;
 use api_error::ApiError;
 use middleware::RateLimiter;
@@ -160,7 +161,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("route").into_response() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(faults::inject))
+        .inject_faults()
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -168,31 +169,4 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
         .with_state(state)
-}
-
-/// Fault injection for tests of what boxoffice does when a handler panics (a bug we have
-/// not written yet). Off unless a test turns it on; one relaxed atomic load per request.
-pub mod faults {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use axum::extract::Request;
-    use axum::middleware::Next;
-    use axum::response::Response;
-
-    static PANIC_NEXT_REQUEST: AtomicBool = AtomicBool::new(false);
-
-    /// The next request to any route panics inside its handler stack, as a bug would.
-    pub fn panic_next_request() {
-        PANIC_NEXT_REQUEST.store(true, Ordering::SeqCst);
-    }
-
-    pub(super) async fn inject(request: Request, next: Next) -> Response {
-        if PANIC_NEXT_REQUEST.load(Ordering::Relaxed) && PANIC_NEXT_REQUEST.swap(false, Ordering::SeqCst) {
-            panic!(
-                "injected fault: a handler panicked while serving {}",
-                request.uri().path()
-            );
-        }
-        next.run(request).await
-    }
 }

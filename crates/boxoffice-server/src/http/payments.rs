@@ -19,7 +19,7 @@ use boxoffice_core::idempotency::{self, IdempotencyKey};
 use boxoffice_core::ids::{HoldId, OrderId};
 use boxoffice_core::payments::Order;
 use boxoffice_core::service::{self, PaymentAnswer, PaymentRequest};
-use boxoffice_core::webhooks::Ticket;
+use boxoffice_core::tickets::Ticket;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;

@@ -186,7 +186,7 @@ mod tests {
     use boxoffice_core::mail::{EmailStatus, QueuedEmail};
     use boxoffice_core::money::{Cents, Currency};
     use boxoffice_core::payments::{Order, OrderStatus};
-    use boxoffice_core::webhooks::Ticket;
+    use boxoffice_core::tickets::Ticket;
 
     use super::*;
 
