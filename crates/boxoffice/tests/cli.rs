@@ -283,13 +283,14 @@ async fn without_an_smtp_url_the_demo_writes_ticket_email_beside_the_database() 
         .await
         .unwrap();
     assert_eq!(confirmed.status(), 200);
-    // The webhook marks the order paid; the sender job (every 200 ms) writes the message.
+    // The webhook marks the order paid; the sender job (every 200 ms) writes the message
+    // (to a temporary file first, renamed into place: wait for the rename).
     let mut files = Vec::new();
     for _ in 0..100 {
         files = std::fs::read_dir(&mail_dir)
             .map(|entries| entries.map(|e| e.unwrap().path()).collect())
             .unwrap_or_default();
-        if !files.is_empty() {
+        if files.iter().any(|file| file.extension().is_some_and(|ext| ext == "eml")) {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
