@@ -13,6 +13,9 @@ impl BoxOffice {
     #[tracing::instrument(level = "debug", skip_all, fields(limit))]
     pub async fn list_recent_orders(&self, caller: &Caller, limit: u32) -> Result<Vec<Order>, Error> {
         require_operator(caller)?;
-        Ok(self.store.list_recent_orders(limit.clamp(1, MAX_RECENT_ORDERS)).await?)
+        Ok(self
+            .payment_store()
+            .list_recent_orders(limit.clamp(1, MAX_RECENT_ORDERS))
+            .await?)
     }
 }

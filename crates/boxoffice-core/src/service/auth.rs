@@ -23,7 +23,7 @@ impl BoxOffice {
         if let Some(token) = configured {
             return Ok((token.hash(), None));
         }
-        if let Some(stored) = self.store.get_setting(OPERATOR_TOKEN_SETTING).await? {
+        if let Some(stored) = self.settings_store().get_setting(OPERATOR_TOKEN_SETTING).await? {
             return TokenHash::from_hex(&stored)
                 .map(|hash| (hash, None))
                 .ok_or_else(|| Error::Invalid("the stored operator token hash is corrupt".into()));
@@ -38,7 +38,7 @@ impl BoxOffice {
             return Ok((hash, Some(token)));
         }
         // Another instance won the race to generate it; use theirs.
-        let stored = self.store.get_setting(OPERATOR_TOKEN_SETTING).await?;
+        let stored = self.settings_store().get_setting(OPERATOR_TOKEN_SETTING).await?;
         stored
             .as_deref()
             .and_then(TokenHash::from_hex)
@@ -52,13 +52,19 @@ impl BoxOffice {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn session_key(&self) -> Result<[u8; 32], Error> {
         let parse = |stored: &str| -> Option<[u8; 32]> { hex::decode(stored).ok()?.try_into().ok() };
-        if let Some(stored) = self.store.get_setting(SESSION_KEY_SETTING).await? {
+        if let Some(stored) = self.settings_store().get_setting(SESSION_KEY_SETTING).await? {
             return parse(&stored).ok_or_else(|| Error::Invalid("the stored session key is corrupt".into()));
         }
         let fresh = hex::encode(crate::ids::random_bytes::<32>());
-        self.store.insert_setting_if_absent(SESSION_KEY_SETTING, &fresh).await?;
+        self.settings_store()
+            .insert_setting_if_absent(SESSION_KEY_SETTING, &fresh)
+            .await?;
         // Whoever won the race to store it, the stored key is the one.
-        let stored = self.store.get_setting(SESSION_KEY_SETTING).await?.unwrap_or(fresh);
+        let stored = self
+            .settings_store()
+            .get_setting(SESSION_KEY_SETTING)
+            .await?
+            .unwrap_or(fresh);
         parse(&stored).ok_or_else(|| Error::Invalid("the stored session key is corrupt".into()))
     }
 
@@ -70,7 +76,7 @@ impl BoxOffice {
         presented: &SecretToken,
     ) -> Result<Option<Caller>, Error> {
         if let Some((key_id, secret)) = auth::split_api_key(presented) {
-            let Some(stored) = self.store.find_api_key(&key_id).await? else {
+            let Some(stored) = self.catalog_store().find_api_key(&key_id).await? else {
                 return Ok(None);
             };
             return Ok(stored.secret_hash.matches(&secret).then_some(Caller::Organization {
@@ -91,7 +97,7 @@ impl BoxOffice {
             organization_id: organization.clone(),
             secret_hash: minted.secret_hash.clone(),
         };
-        self.store.create_api_key(&stored, self.now()).await?;
+        self.catalog_store().create_api_key(&stored, self.now()).await?;
         Ok(minted)
     }
 }

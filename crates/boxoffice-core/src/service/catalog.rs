@@ -70,8 +70,8 @@ impl BoxOffice {
         if !caller.can_access(id) {
             return Err(Error::NotFound("organization"));
         }
-        let organization = self.store.get_organization(id).await?;
-        let project = self.store.get_error_project(id).await?;
+        let organization = self.catalog_store().get_organization(id).await?;
+        let project = self.error_store().get_error_project(id).await?;
         Ok((organization, project))
     }
 
@@ -90,7 +90,7 @@ impl BoxOffice {
             hold_seconds: new.hold_seconds,
             created_at: self.now(),
         };
-        self.store.create_event(&event).await?;
+        self.catalog_store().create_event(&event).await?;
         Ok(EventWithTicketTypes {
             event,
             ticket_types: Vec::new(),
@@ -100,7 +100,7 @@ impl BoxOffice {
     /// Reads an event (public).
     #[tracing::instrument(level = "debug", skip_all, fields(event_id = %id))]
     pub async fn get_event(&self, id: &EventId) -> Result<EventWithTicketTypes, Error> {
-        Ok(self.store.get_event(id, self.now()).await?)
+        Ok(self.catalog_store().get_event(id, self.now()).await?)
     }
 
     /// Lists events (public), newest first.
@@ -110,7 +110,7 @@ impl BoxOffice {
         organization: Option<&OrganizationId>,
         page: &PageRequest<EventId>,
     ) -> Result<Page<EventWithTicketTypes>, Error> {
-        Ok(self.store.list_events(organization, page, self.now()).await?)
+        Ok(self.catalog_store().list_events(organization, page, self.now()).await?)
     }
 
     /// Adds a ticket type to an event the caller may change.
@@ -121,7 +121,7 @@ impl BoxOffice {
         event_id: &EventId,
         new: NewTicketType,
     ) -> Result<TicketType, Error> {
-        let event = self.store.get_event(event_id, self.now()).await?;
+        let event = self.catalog_store().get_event(event_id, self.now()).await?;
         if !caller.can_access(&event.event.organization_id) {
             return Err(Error::NotFound("event"));
         }
@@ -137,7 +137,7 @@ impl BoxOffice {
             held: 0,
             created_at: self.now(),
         };
-        self.store.create_ticket_type(&ticket_type).await?;
+        self.catalog_store().create_ticket_type(&ticket_type).await?;
         Ok(ticket_type)
     }
 
@@ -150,14 +150,14 @@ impl BoxOffice {
         changes: &TicketTypeChanges,
     ) -> Result<TicketType, Error> {
         let now = self.now();
-        let current = self.store.get_ticket_type(id, now).await?;
-        let event = self.store.get_event(&current.event_id, now).await?;
+        let current = self.catalog_store().get_ticket_type(id, now).await?;
+        let event = self.catalog_store().get_event(&current.event_id, now).await?;
         if !caller.can_access(&event.event.organization_id) {
             return Err(Error::NotFound("ticket type"));
         }
         if changes.is_empty() {
             return Ok(current);
         }
-        Ok(self.store.update_ticket_type(id, changes, now).await?)
+        Ok(self.catalog_store().update_ticket_type(id, changes, now).await?)
     }
 }

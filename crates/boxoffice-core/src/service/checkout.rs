@@ -130,7 +130,11 @@ impl BoxOffice {
     #[tracing::instrument(level = "debug", skip_all, fields(hold_id = %hold))]
     pub async fn checkout_payment(&self, hold: &HoldId) -> Result<CheckoutPayment, Error> {
         let key = checkout_key(hold)?;
-        let Some(record) = self.store.find_idempotent_request(CHECKOUT_SCOPE, key.as_str()).await? else {
+        let Some(record) = self
+            .payment_store()
+            .find_idempotent_request(CHECKOUT_SCOPE, key.as_str())
+            .await?
+        else {
             return Ok(CheckoutPayment::NotStarted);
         };
         let Some(order_id) = record.order_id else {
@@ -141,7 +145,7 @@ impl BoxOffice {
                 _ => CheckoutPayment::Starting,
             });
         };
-        let order = self.store.get_order(&order_id).await?;
+        let order = self.payment_store().get_order(&order_id).await?;
         if order.payment_intent_id.is_none() {
             // The provider call is under way, or its outcome is not recorded yet.
             return Ok(CheckoutPayment::Starting);

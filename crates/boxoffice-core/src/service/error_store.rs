@@ -179,16 +179,19 @@ impl BoxOffice {
         if reports.iter().any(has_nul) {
             // PostgreSQL text cannot hold NUL; a hostile report must not fail its batch.
             let cleaned: Vec<ErrorReport> = reports.iter().cloned().map(without_nul).collect();
-            return Ok(self.store.record_errors(&cleaned, &self.settings.alerts).await?);
+            return Ok(self
+                .error_store()
+                .record_errors(&cleaned, &self.settings.alerts)
+                .await?);
         }
-        Ok(self.store.record_errors(reports, &self.settings.alerts).await?)
+        Ok(self.error_store().record_errors(reports, &self.settings.alerts).await?)
     }
 
     /// The error project with this numeric id (public: the Sentry key is checked by the
     /// caller against the project's).
     #[tracing::instrument(level = "debug", skip_all, fields(project_id))]
     pub async fn find_error_project(&self, project_id: i64) -> Result<Option<ErrorProject>, Error> {
-        Ok(self.store.find_error_project(project_id).await?)
+        Ok(self.error_store().find_error_project(project_id).await?)
     }
 
     /// Prepares and stores one error at once (for callers without a pipeline: the CLI,
@@ -212,7 +215,7 @@ impl BoxOffice {
         limit: u32,
     ) -> Result<Vec<ErrorGroup>, Error> {
         require_operator(caller)?;
-        Ok(self.store.list_error_groups(filter, limit).await?)
+        Ok(self.error_store().list_error_groups(filter, limit).await?)
     }
 
     /// A group with its latest occurrences (operator).
@@ -223,14 +226,14 @@ impl BoxOffice {
         id: &ErrorGroupId,
     ) -> Result<(ErrorGroup, Vec<StoredError>), Error> {
         require_operator(caller)?;
-        Ok(self.store.get_error_group(id, 20).await?)
+        Ok(self.error_store().get_error_group(id, 20).await?)
     }
 
     /// Marks a group resolved (operator); a new occurrence reopens it.
     #[tracing::instrument(level = "debug", skip_all, fields(group_id = %id))]
     pub async fn resolve_error_group(&self, caller: &Caller, id: &ErrorGroupId) -> Result<ErrorGroup, Error> {
         require_operator(caller)?;
-        Ok(self.store.resolve_error_group(id, self.now()).await?)
+        Ok(self.error_store().resolve_error_group(id, self.now()).await?)
     }
 
     /// The same use cases, sending alerts through `sender`: recording errors now queues
@@ -259,7 +262,10 @@ impl BoxOffice {
         let retry = self.settings.alert_retry;
         let mut affected = 0;
         let mut errors = Vec::new();
-        let claimed = self.store.claim_alerts(started_at, ALERT_LEASE_MS, ALERT_BATCH).await?;
+        let claimed = self
+            .error_store()
+            .claim_alerts(started_at, ALERT_LEASE_MS, ALERT_BATCH)
+            .await?;
         for alert in claimed {
             let delivery = match sender.send(&alert).await {
                 Ok(()) => AlertDelivery::Sent,
@@ -286,7 +292,7 @@ impl BoxOffice {
                     }
                 }
             };
-            match self.store.finish_alert(&alert.id, &delivery, self.now()).await {
+            match self.error_store().finish_alert(&alert.id, &delivery, self.now()).await {
                 Ok(()) if delivery == AlertDelivery::Sent => affected += 1,
                 Ok(()) => {}
                 // The lease runs out and the alert is claimed again: at worst sent twice,

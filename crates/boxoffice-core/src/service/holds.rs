@@ -182,9 +182,9 @@ impl BoxOffice {
     /// One request, one transaction (batching off).
     async fn place_alone(&self, request: HoldRequest) -> Result<Hold, Error> {
         let now = self.now();
-        let event = self.store.get_event(&request.event_id, now).await?;
+        let event = self.catalog_store().get_event(&request.event_id, now).await?;
         let hold = self.new_hold(&event, request, now)?;
-        self.store.place_hold(&hold, now).await?;
+        self.hold_store().place_hold(&hold, now).await?;
         Ok(hold)
     }
 
@@ -220,7 +220,7 @@ impl BoxOffice {
         let now = self.now();
         let size = batch.len();
         // One read of the event for the whole batch: prices, limits, hold length.
-        let event = match self.store.get_event(event_id, now).await {
+        let event = match self.catalog_store().get_event(event_id, now).await {
             Ok(event) => event,
             Err(err) => {
                 for waiting in batch {
@@ -244,13 +244,13 @@ impl BoxOffice {
             return;
         }
         let refs: Vec<&Hold> = holds.iter().collect();
-        let results = match place_in_rounds(&*self.store, &refs, now).await {
+        let results = match place_in_rounds(self.hold_store(), &refs, now).await {
             Ok(results) => results,
             Err(err) if refs.len() > 1 && !matches!(err, StoreError::Unavailable(_)) => {
                 // Possibly one request's fault: isolate it by placing each on its own.
                 let mut results = Vec::with_capacity(refs.len());
                 for hold in &refs {
-                    results.push(self.store.place_hold(hold, now).await);
+                    results.push(self.hold_store().place_hold(hold, now).await);
                 }
                 results
             }
@@ -317,20 +317,20 @@ impl BoxOffice {
     /// Reads a hold (public: knowing its id is the credential).
     #[tracing::instrument(level = "debug", skip_all, fields(hold_id = %id))]
     pub async fn get_hold(&self, id: &HoldId) -> Result<Hold, Error> {
-        Ok(self.store.get_hold(id).await?)
+        Ok(self.hold_store().get_hold(id).await?)
     }
 
     /// Cancels a hold (public). Idempotent.
     #[tracing::instrument(level = "debug", skip_all, fields(hold_id = %id))]
     pub async fn cancel_hold(&self, id: &HoldId) -> Result<Hold, Error> {
-        Ok(self.store.cancel_hold(id, self.now()).await?)
+        Ok(self.hold_store().cancel_hold(id, self.now()).await?)
     }
 
     /// Hold counts by status, now.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn reservation_stats(&self, caller: &Caller) -> Result<ReservationStats, Error> {
         require_operator(caller)?;
-        Ok(self.store.reservation_stats(self.now()).await?)
+        Ok(self.hold_store().reservation_stats(self.now()).await?)
     }
 
     /// Runs the expiry sweeper once: expires every hold that has run out, in bounded
@@ -362,7 +362,11 @@ impl BoxOffice {
         let mut expired_total = 0;
         loop {
             // Each batch uses a fresh `now`, so a long run keeps up with the clock.
-            match self.store.expire_holds(self.now(), self.settings.sweep_batch).await {
+            match self
+                .hold_store()
+                .expire_holds(self.now(), self.settings.sweep_batch)
+                .await
+            {
                 Ok(expired) => {
                     expired_total += expired;
                     if expired < u64::from(self.settings.sweep_batch) {

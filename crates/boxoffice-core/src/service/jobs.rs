@@ -17,7 +17,7 @@ impl BoxOffice {
     #[tracing::instrument(level = "debug", skip_all, fields(job, limit))]
     pub async fn list_job_runs(&self, caller: &Caller, job: &str, limit: u32) -> Result<Vec<JobRun>, Error> {
         require_operator(caller)?;
-        Ok(self.store.list_job_runs(job, limit).await?)
+        Ok(self.job_log().list_job_runs(job, limit).await?)
     }
 
     /// Records a finished run of `job`: failed when there are `errors` (joined into its
@@ -43,7 +43,7 @@ impl BoxOffice {
             affected,
             error: (!errors.is_empty()).then(|| errors.join("; ")),
         };
-        self.store
+        self.job_log()
             .record_job_run(&run, minus(finished_at, JOB_RUN_RETENTION))
             .await?;
         Ok(run)

@@ -53,7 +53,10 @@ impl BoxOffice {
         let Some(sender) = self.mail.clone() else {
             return self.record_run(jobs::EMAIL_SENDER, started_at, 0, Vec::new()).await;
         };
-        let claimed = self.store.claim_emails(started_at, EMAIL_LEASE_MS, EMAIL_BATCH).await?;
+        let claimed = self
+            .mail_store()
+            .claim_emails(started_at, EMAIL_LEASE_MS, EMAIL_BATCH)
+            .await?;
         let send_until = super::minus(
             Timestamp::from_millis(started_at.as_millis().saturating_add(EMAIL_LEASE_MS)),
             SEND_MARGIN,
@@ -66,7 +69,11 @@ impl BoxOffice {
                 break;
             }
             let delivery = self.attempt(sender.as_ref(), &mail).await;
-            match self.store.finish_email(&mail.email.id, &delivery, self.now()).await {
+            match self
+                .mail_store()
+                .finish_email(&mail.email.id, &delivery, self.now())
+                .await
+            {
                 Ok(()) if matches!(delivery, EmailDelivery::Sent { .. }) => affected += 1,
                 Ok(()) => {}
                 Err(err) => errors.push(format!("{}: {}", mail.email.id, super::error_chain(&err))),
@@ -126,12 +133,12 @@ impl BoxOffice {
     #[tracing::instrument(level = "debug", skip_all, fields(email_id = %id))]
     pub async fn retry_email(&self, caller: &Caller, id: &EmailId) -> Result<QueuedEmail, Error> {
         require_operator(caller)?;
-        Ok(self.store.retry_email(id, self.now()).await?)
+        Ok(self.mail_store().retry_email(id, self.now()).await?)
     }
 
     /// How many messages are queued, sent and failed (for metrics).
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn email_counts(&self) -> Result<(i64, i64, i64), Error> {
-        Ok(self.store.email_counts().await?)
+        Ok(self.mail_store().email_counts().await?)
     }
 }

@@ -15,7 +15,10 @@ use crate::error_store::reports::AlertPolicy;
 use crate::failures::{FailureSink, LogSink};
 use crate::mail::{MailRetry, MailSender};
 use crate::payments::PaymentProvider;
-use crate::store::{Store, StoreError};
+use crate::store::{
+    CatalogStore, ErrorStore, HoldStore, JobLog, MailStore, PaymentStore, SettingsStore, Store, StoreError,
+    WebhookStore,
+};
 
 mod admin;
 mod auth;
@@ -195,6 +198,41 @@ impl BoxOffice {
     /// The store, for readiness checks.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    // One accessor per concept trait: each use-case module reaches the store only through
+    // the trait of its concept, so what a module may touch is visible in its calls.
+
+    fn settings_store(&self) -> &dyn SettingsStore {
+        &*self.store
+    }
+
+    fn catalog_store(&self) -> &dyn CatalogStore {
+        &*self.store
+    }
+
+    fn hold_store(&self) -> &dyn HoldStore {
+        &*self.store
+    }
+
+    fn job_log(&self) -> &dyn JobLog {
+        &*self.store
+    }
+
+    fn payment_store(&self) -> &dyn PaymentStore {
+        &*self.store
+    }
+
+    fn webhook_store(&self) -> &dyn WebhookStore {
+        &*self.store
+    }
+
+    fn error_store(&self) -> &dyn ErrorStore {
+        &*self.store
+    }
+
+    fn mail_store(&self) -> &dyn MailStore {
+        &*self.store
     }
 }
 

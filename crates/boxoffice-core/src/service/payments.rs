@@ -76,7 +76,7 @@ impl BoxOffice {
             }
         }
         // An unknown reservation is a plain 404, not a key spent on nothing.
-        self.store.get_hold(&request.hold_id).await?;
+        self.hold_store().get_hold(&request.hold_id).await?;
         let now = self.now();
         let record = IdempotencyRecord {
             scope: request.scope,
@@ -114,7 +114,7 @@ impl BoxOffice {
                     .response
                     .ok_or_else(|| Error::Invalid("a finished record without an answer".into()));
             }
-            (RecoveryPoint::OrderCreated, Some(order_id)) => self.store.get_order(order_id).await?,
+            (RecoveryPoint::OrderCreated, Some(order_id)) => self.payment_store().get_order(order_id).await?,
             _ => {
                 let phase = self
                     .store
@@ -130,7 +130,7 @@ impl BoxOffice {
                     OrderPhase::Ready(order) => order,
                     OrderPhase::HoldNotActive(status) => {
                         let response = hold_not_active(status);
-                        self.store
+                        self.payment_store()
                             .finish_idempotent_request(scope, key, &response, None, self.now())
                             .await?;
                         return Ok(response);
@@ -162,7 +162,7 @@ impl BoxOffice {
         let response = match outcome {
             Ok(Some(intent)) => {
                 let response = intent_created(&order, &intent);
-                self.store
+                self.payment_store()
                     .finish_idempotent_request(scope, key, &response, Some((&order.id, &intent)), self.now())
                     .await?;
                 return Ok(response);
@@ -181,11 +181,11 @@ impl BoxOffice {
             ),
             Err(ProviderError::Indeterminate(message)) => {
                 // Nothing is stored: the next request with this key resumes right here.
-                self.store.release_idempotency_lock(scope, key).await?;
+                self.payment_store().release_idempotency_lock(scope, key).await?;
                 return Err(Error::ProviderUnavailable(message));
             }
         };
-        self.store
+        self.payment_store()
             .finish_idempotent_request(scope, key, &response, None, self.now())
             .await?;
         Ok(response)
@@ -241,13 +241,13 @@ impl BoxOffice {
     /// Reads an order (public: knowing its id is the credential).
     #[tracing::instrument(level = "debug", skip_all, fields(order_id = %id))]
     pub async fn get_order(&self, id: &OrderId) -> Result<Order, Error> {
-        Ok(self.store.get_order(id).await?)
+        Ok(self.payment_store().get_order(id).await?)
     }
 
     /// The tickets of an order.
     #[tracing::instrument(level = "debug", skip_all, fields(order_id = %order_id))]
     pub async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, Error> {
-        Ok(self.store.order_tickets(order_id).await?)
+        Ok(self.payment_store().order_tickets(order_id).await?)
     }
 }
 

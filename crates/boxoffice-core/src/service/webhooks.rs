@@ -57,7 +57,7 @@ impl BoxOffice {
     /// Applies one stored event; see [`WebhookResult`].
     #[tracing::instrument(level = "debug", skip_all, fields(event_id))]
     pub async fn apply_stored_event(&self, event_id: &str) -> WebhookResult {
-        let result = match self.store.apply_webhook_event(event_id, self.now()).await {
+        let result = match self.webhook_store().apply_webhook_event(event_id, self.now()).await {
             Ok(ApplyOutcome::Applied(what)) => return WebhookResult::Applied(what),
             Ok(ApplyOutcome::Ignored(why)) => return WebhookResult::Ignored(why),
             Ok(ApplyOutcome::RefundNeeded {
@@ -83,7 +83,11 @@ impl BoxOffice {
             }
             Err(message) => {
                 let retry_at = self.now().plus(WEBHOOK_RETRY_DELAY);
-                if let Err(err) = self.store.record_webhook_failure(event_id, &message, retry_at).await {
+                if let Err(err) = self
+                    .webhook_store()
+                    .record_webhook_failure(event_id, &message, retry_at)
+                    .await
+                {
                     // The event stays pending either way; the worker will find it.
                     tracing::warn!(event_id, error = %error_chain(&err), "could not record a webhook failure");
                 }
@@ -108,7 +112,7 @@ impl BoxOffice {
             .refund(payment_intent_id, &Order::refund_idempotency_key(order_id))
             .await
             .map_err(|err| err.to_string())?;
-        self.store
+        self.webhook_store()
             .complete_late_refund(event_id, order_id, self.now())
             .await
             .map_err(|err| error_chain(&err))
@@ -121,7 +125,7 @@ impl BoxOffice {
         let started_at = self.now();
         let mut affected = 0;
         let mut errors = Vec::new();
-        for id in self.store.due_webhook_events(started_at, 100).await? {
+        for id in self.webhook_store().due_webhook_events(started_at, 100).await? {
             match self.apply_stored_event(&id).await {
                 WebhookResult::Failed(message) => errors.push(format!("{id}: {message}")),
                 _ => affected += 1,
@@ -174,6 +178,6 @@ impl BoxOffice {
     #[tracing::instrument(level = "debug", skip_all, fields(limit))]
     pub async fn list_webhook_events(&self, caller: &Caller, limit: u32) -> Result<Vec<StoredStripeEvent>, Error> {
         require_operator(caller)?;
-        Ok(self.store.list_webhook_events(limit).await?)
+        Ok(self.webhook_store().list_webhook_events(limit).await?)
     }
 }
