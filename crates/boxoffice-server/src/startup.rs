@@ -18,10 +18,10 @@ use crate::error_store::forward::SentryForwarder;
 use crate::error_store::{ErrorPipeline, PipelineWriter, Spool};
 use crate::http::envelopes::Ingestion;
 use crate::http::middleware::RateLimiter;
-use crate::http::{self, AppState};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::payments::StripeProvider;
+use crate::state::AppState;
 use crate::{demo, jobs, store, telemetry};
 
 /// A server bound to its address, ready to run.
@@ -118,7 +118,7 @@ impl Server {
             session_key: Arc::new(session_key),
         };
         let fake_stripe_key = stripe.fake.is_some().then(|| stripe.secret_key.clone());
-        let mut router = http::router(state.clone());
+        let mut router = crate::app::router(state.clone());
         if let Some(fake) = stripe.fake {
             router = router.nest(FAKE_STRIPE_PATH, fake.router());
         }

@@ -36,10 +36,10 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::{Asset, Template};
-use crate::http::AppState;
 use crate::http::api_error::ApiError;
 use crate::http::extract::{ApiPath, ApiQuery};
-use crate::http::middleware::RequestId;
+use crate::request_id::RequestId;
+use crate::state::AppState;
 
 /// This module's templates (under `templates/`).
 pub const TEMPLATES: &[Template] = &[

@@ -35,9 +35,10 @@ use boxoffice_stripe::PaymentIntentStatus;
 use serde::Serialize;
 
 use super::{Asset, Template};
-use crate::http::AppState;
 use crate::http::api_error::{ApiError, InternalError};
-use crate::http::middleware::{self, RequestId};
+use crate::http::middleware;
+use crate::request_id::RequestId;
+use crate::state::AppState;
 
 /// This module's templates (under `templates/`).
 pub const TEMPLATES: &[Template] = &[
