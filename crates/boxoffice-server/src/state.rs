@@ -15,6 +15,7 @@ use crate::http::envelopes::Ingestion;
 use crate::http::middleware::RateLimiter;
 use crate::metrics::Metrics;
 use crate::pages::Pages;
+use crate::pages::admin::session::SessionKeys;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -42,8 +43,8 @@ pub struct AppState {
     /// Whether Stripe is in test mode (the built-in double, or an `sk_test_` key): the
     /// checkout page then takes test card numbers.
     pub stripe_test_mode: bool,
-    /// Signs the dashboard's session cookies and CSRF tokens: the random key stored in the
-    /// database (shared by all instances) bound to the operator token, so changing the
-    /// token ends every session.
-    pub session_key: Arc<[u8; 32]>,
+    /// Sign the dashboard's cookies: derived from the random key stored in the database
+    /// (shared by all instances) and the operator token, so changing the token ends every
+    /// session.
+    pub session_keys: SessionKeys,
 }

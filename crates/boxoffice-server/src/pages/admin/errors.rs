@@ -164,7 +164,7 @@ pub(super) async fn resolve_group(
     request_id: Option<axum::Extension<RequestId>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if !Form::parse(&body).is_some_and(|form| session.accepts(&state, &form)) {
+    if !Form::parse(&body).is_some_and(|form| session.accepts(&form)) {
         return Ok(refused(&state, &session, request_id));
     }
     let id = parse_group_id(&group_id)?;

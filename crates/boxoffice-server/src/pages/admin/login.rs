@@ -1,19 +1,16 @@
 //! Signing in to the dashboard with the operator token (`GET`/`POST /admin/login`) and
 //! signing out (`POST /admin/logout`).
 
-use std::time::Duration;
-
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::{self, HeaderMap};
+use axum::http::header::HeaderMap;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use boxoffice_core::auth::SecretToken;
 use serde::Serialize;
 
 use super::session::{
-    CSRF_FIELD, LOGIN_CSRF_COOKIE, LOGIN_CSRF_TTL, SESSION_COOKIE, SESSION_TTL, Session, cookies, login_token_is_valid,
-    new_login_token, new_session, now_unix, request_is_https, session_is_valid, set_cookie,
+    CSRF_FIELD, Session, login_token, new_login_token, now_unix, request_is_https, sign_in, sign_out,
 };
 use super::{Form, refused};
 use crate::request_id::RequestId;
@@ -41,19 +38,13 @@ fn login_form(state: &AppState, status: StatusCode, token: &str, error: Option<&
 
 /// A login form with a fresh token, its cookie set.
 fn fresh_login_form(state: &AppState, https: bool, status: StatusCode, error: Option<&str>) -> Response {
-    let token = new_login_token(&state.session_key, now_unix(state));
-    let mut response = login_form(state, status, &token, error);
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(LOGIN_CSRF_COOKIE, &token, LOGIN_CSRF_TTL, https),
-    );
-    response
+    let (token, cookie) = new_login_token(&state.session_keys, now_unix(state), https);
+    (cookie, login_form(state, status, &token, error)).into_response()
 }
 
 /// `GET /admin/login`: the sign-in form (or the dashboard, when signed in already).
 pub(super) async fn login_page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let now = now_unix(&state);
-    if cookies(&headers, SESSION_COOKIE).any(|value| session_is_valid(&state.session_key, value, now)) {
+    if Session::exists(&headers, &state) {
         return Redirect::to("/admin").into_response();
     }
     fresh_login_form(&state, request_is_https(&headers, &uri), StatusCode::OK, None)
@@ -66,9 +57,7 @@ pub(super) async fn login_submit(State(state): State<AppState>, headers: HeaderM
     let now = now_unix(&state);
     let form = Form::parse(&body);
     let submitted = form.as_ref().and_then(|form| form.get(CSRF_FIELD)).unwrap_or("");
-    let Some(login_token) = cookies(&headers, LOGIN_CSRF_COOKIE)
-        .find(|cookie| login_token_is_valid(&state.session_key, cookie, submitted, now))
-    else {
+    let Some(login_token) = login_token(&headers, &state.session_keys, submitted, now) else {
         return fresh_login_form(
             &state,
             https,
@@ -88,25 +77,16 @@ pub(super) async fn login_submit(State(state): State<AppState>, headers: HeaderM
         return login_form(
             &state,
             StatusCode::UNAUTHORIZED,
-            login_token,
+            &login_token,
             Some("That is not the operator token. Check it and try again."),
         );
     }
-    let session = new_session(&state.session_key, now);
-    let mut response = Redirect::to("/admin").into_response();
-    let headers = response.headers_mut();
-    headers.append(
-        header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, &session, SESSION_TTL, https),
-    );
-    headers.append(
-        header::SET_COOKIE,
-        set_cookie(LOGIN_CSRF_COOKIE, "", Duration::ZERO, https),
-    );
-    response
+    let (session, cleared_login_cookie) = sign_in(&state.session_keys, now, https);
+    (session, cleared_login_cookie, Redirect::to("/admin")).into_response()
 }
 
-/// `POST /admin/logout` (`csrf_token`): clears the session cookie.
+/// `POST /admin/logout` (`csrf_token`): clears the session cookie (also when the session
+/// is no longer valid, so a stale cookie goes away).
 pub(super) async fn logout(
     State(state): State<AppState>,
     session: Result<Session, Response>,
@@ -117,15 +97,10 @@ pub(super) async fn logout(
 ) -> Response {
     let https = request_is_https(&headers, &uri);
     if let Ok(session) = &session {
-        let accepted = Form::parse(&body).is_some_and(|form| session.accepts(&state, &form));
+        let accepted = Form::parse(&body).is_some_and(|form| session.accepts(&form));
         if !accepted {
             return refused(&state, session, request_id);
         }
     }
-    let mut response = Redirect::to("/admin/login").into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", Duration::ZERO, https),
-    );
-    response
+    (sign_out(https), Redirect::to("/admin/login")).into_response()
 }

@@ -10,7 +10,7 @@ mod errors;
 mod login;
 mod orders;
 mod overview;
-mod session;
+pub mod session;
 mod webhooks;
 
 use axum::Router;
