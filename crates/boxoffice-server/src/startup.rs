@@ -18,10 +18,11 @@ use crate::error_store::forward::SentryForwarder;
 use crate::error_store::{ErrorPipeline, PipelineWriter, Spool};
 use crate::http::envelopes::Ingestion;
 use crate::http::middleware::RateLimiter;
-use crate::http::{self, AppState};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
+use crate::pages::admin::session::SessionKeys;
 use crate::payments::StripeProvider;
+use crate::state::AppState;
 use crate::{demo, jobs, store, telemetry};
 
 /// A server bound to its address, ready to run.
@@ -91,7 +92,7 @@ impl Server {
             .ensure_operator_token(config.admin_token.as_ref())
             .await
             .context("setting up the operator token")?;
-        let session_key = session_key(
+        let session_keys = SessionKeys::derive(
             &boxoffice
                 .session_key()
                 .await
@@ -115,10 +116,10 @@ impl Server {
             pages: crate::pages::Pages::new().context("loading the page templates")?,
             stripe_test_mode: stripe.fake.is_some() || stripe.secret_key.starts_with("sk_test_"),
             stripe: stripe.client,
-            session_key: Arc::new(session_key),
+            session_keys,
         };
         let fake_stripe_key = stripe.fake.is_some().then(|| stripe.secret_key.clone());
-        let mut router = http::router(state.clone());
+        let mut router = crate::app::router(state.clone());
         if let Some(fake) = stripe.fake {
             router = router.nest(FAKE_STRIPE_PATH, fake.router());
         }
@@ -226,18 +227,6 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || errors.flush_forwarding(std::time::Duration::from_secs(2))).await;
         served.context("serving HTTP")
     }
-}
-
-/// The key that signs dashboard sessions: the stored random key bound to the operator
-/// token's hash, so that changing the operator token ends every session, on every instance.
-fn session_key(stored: &[u8; 32], operator_token_hash: &boxoffice_core::auth::TokenHash) -> [u8; 32] {
-    use hmac::{Hmac, Mac};
-    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(stored) else {
-        unreachable!("HMAC-SHA256 accepts a 32-byte key")
-    };
-    mac.update(b"operator|");
-    mac.update(operator_token_hash.to_hex().as_bytes());
-    mac.finalize().into_bytes().into()
 }
 
 /// Where the built-in Stripe test double is mounted in the default configuration.

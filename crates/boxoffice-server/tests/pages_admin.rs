@@ -65,6 +65,15 @@ fn cookie_value(set_cookie: &str) -> String {
     pair.split_once('=').unwrap().1.to_owned()
 }
 
+/// A signed cookie's value as the cookie crate writes it (axum-extra's `SignedCookieJar`):
+/// the base64 HMAC-SHA256 tag, 44 characters with `/` and `=` percent-encoded in the
+/// header, then the signed text. Returns both, decoded.
+fn signed_parts(value: &str) -> (String, String) {
+    let decoded = value.replace("%2F", "/").replace("%3D", "=");
+    let (mac, signed) = decoded.split_at(44);
+    (mac.to_owned(), signed.to_owned())
+}
+
 /// A client that shows redirects instead of following them, and keeps no cookies.
 struct Browser<'a> {
     app: &'a TestApp,
@@ -230,8 +239,12 @@ both_engines!(signing_in_needs_the_operator_token, |engine| async move {
         assert!(session.contains(flag), "{flag} missing: {session}");
     }
     let value = cookie_value(&session);
-    let (expires, mac) = value.split_once('.').unwrap();
-    assert!(expires.parse::<i64>().is_ok() && mac.len() == 64, "{value}");
+    let (mac, signed) = signed_parts(&value);
+    let (expires, csrf) = signed.split_once('.').unwrap();
+    assert!(
+        mac.ends_with('=') && expires.parse::<i64>().is_ok() && csrf.len() == 64,
+        "{value}"
+    );
     assert!(
         !session.contains(OPERATOR_TOKEN) && !right.text.contains(OPERATOR_TOKEN),
         "the token is never echoed"
@@ -406,15 +419,16 @@ both_engines!(dashboard_pages_need_a_valid_session, |engine| async move {
 
     // Forged sessions: a moved expiry (the MAC no longer matches), a foreign MAC, junk.
     let value = session.trim_start_matches("bo_admin=");
-    let (expires, mac) = value.split_once('.').unwrap();
+    let (mac, signed) = signed_parts(value);
+    let (expires, csrf) = signed.split_once('.').unwrap();
     let later = expires.parse::<i64>().unwrap() + 86_400;
-    let mut flipped = mac.to_owned();
-    flipped.replace_range(0..1, if mac.starts_with('0') { "1" } else { "0" });
+    let mut flipped = mac.clone();
+    flipped.replace_range(0..1, if mac.starts_with('A') { "B" } else { "A" });
     for forged in [
-        format!("bo_admin={later}.{mac}"),
-        format!("bo_admin={expires}.{flipped}"),
-        format!("bo_admin={expires}.{}", "0".repeat(64)),
-        format!("bo_admin={expires}"),
+        format!("bo_admin={mac}{later}.{csrf}"),
+        format!("bo_admin={flipped}{signed}"),
+        format!("bo_admin={}={signed}", "A".repeat(43)),
+        format!("bo_admin={signed}"),
         "bo_admin=".to_owned(),
         "bo_admin=garbage".to_owned(),
         format!("bo_session={value}"),

@@ -290,7 +290,10 @@ async fn without_an_smtp_url_the_demo_writes_ticket_email_beside_the_database() 
         files = std::fs::read_dir(&mail_dir)
             .map(|entries| entries.map(|e| e.unwrap().path()).collect())
             .unwrap_or_default();
-        if files.iter().any(|file| file.extension().is_some_and(|ext| ext == "eml")) {
+        if files
+            .iter()
+            .any(|file| file.extension().is_some_and(|ext| ext == "eml"))
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -8,11 +8,11 @@ use boxoffice_core::service;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::api_error::{ApiError, ErrorBody};
 use super::auth::Authenticated;
 use super::extract::ApiPath;
 use super::extract::{ApiQuery, parse_limit};
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct ReservationStatsResponse {

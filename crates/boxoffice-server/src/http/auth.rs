@@ -5,8 +5,8 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use boxoffice_core::auth::{Caller, SecretToken};
 
-use super::AppState;
 use super::api_error::ApiError;
+use crate::state::AppState;
 
 /// The authenticated caller. Extracting it answers 401 when the token is missing or unknown.
 pub struct Authenticated(pub Caller);

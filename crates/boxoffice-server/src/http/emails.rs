@@ -9,10 +9,10 @@ use boxoffice_core::mail::{EmailAttempt, EmailStatus, QueuedEmail};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::api_error::{ApiError, ErrorBody};
 use super::auth::Authenticated;
 use super::extract::{ApiPath, ApiQuery, parse_limit};
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct EmailAttemptResponse {

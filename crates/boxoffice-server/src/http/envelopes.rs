@@ -23,11 +23,11 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::api_error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::middleware::RateLimiter;
 use crate::sentry::{DecodeError, EnvelopeError, EnvelopeLimits, decode_body, parse_dsn, parse_envelope, sentry_key};
+use crate::state::AppState;
 
 /// The largest request body read, before decoding. Decoded envelopes are bounded by
 /// [`EnvelopeLimits::max_total_bytes`]; a compressed body is never larger than that.

@@ -11,11 +11,11 @@ use boxoffice_core::service::ErrorInput;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::api_error::{ApiError, ErrorBody};
 use super::auth::Authenticated;
 use super::extract::{ApiJson, ApiPath, ApiQuery, parse_limit};
-use super::middleware::RequestId;
+use crate::request_id::RequestId;
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct ReportError {

@@ -16,10 +16,10 @@ use boxoffice_core::{Page, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::api_error::{ApiError, ErrorBody};
 use super::auth::Authenticated;
 use super::extract::{ApiJson, ApiPath, ApiQuery, ListParams};
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateEvent {

@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
+use crate::state::AppState;
 use boxoffice_core::service::error_chain;
 
 use super::api_error::{ApiError, ErrorBody};

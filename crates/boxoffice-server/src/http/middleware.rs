@@ -1,5 +1,7 @@
-//! Request plumbing shared by every route: request ids, one log line and metrics per
-//! request, failure recording, and the per-address rate limit of public endpoints.
+//! Request plumbing shared by every route, API and pages: assigning the request id, one log
+//! line and metrics per request, failure recording, the answer to a panic, and the
+//! per-address rate limit of public endpoints. Its answers are the API's JSON errors, which
+//! the pages turn into error pages for browsers.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -7,48 +9,23 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rand::RngCore;
 use tracing::Instrument;
 
-use super::AppState;
 use super::api_error::{ApiError, InternalError};
 use boxoffice_core::failures::{Failure, Severity};
 
+use crate::request_id::{REQUEST_ID, RequestId};
+use crate::state::AppState;
 use crate::telemetry;
-
-/// The request id header, read from the request when it carries one and always answered.
-pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The id of the current request, for handlers and logs.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
-/// A client's own request id is kept when it is 1–128 visible ASCII characters;
-/// anything else is replaced, so logs and headers never carry hostile text.
-fn acceptable_request_id(value: &HeaderValue) -> Option<String> {
-    let text = value.to_str().ok()?;
-    let ok = !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic());
-    ok.then(|| text.to_owned())
-}
-
-fn generate_request_id() -> String {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
 
 /// Outermost layer: assigns the request id, times the request, logs it once, counts it,
 /// and records 5xx answers with their internal cause.
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = request
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(acceptable_request_id)
-        .unwrap_or_else(generate_request_id);
+    let RequestId(request_id) = RequestId::of(request.headers());
     request.extensions_mut().insert(RequestId(request_id.clone()));
     let method = request.method().as_str().to_owned();
     let route = request
@@ -195,19 +172,5 @@ mod tests {
         for _ in 0..10_000 {
             assert_eq!(limiter.check(IpAddr::from([127, 0, 0, 1])), Ok(()));
         }
-    }
-
-    #[test]
-    fn hostile_request_ids_are_replaced() {
-        assert_eq!(
-            acceptable_request_id(&HeaderValue::from_static("abc-123")),
-            Some("abc-123".into())
-        );
-        assert_eq!(acceptable_request_id(&HeaderValue::from_static("has space")), None);
-        let long = "x".repeat(129);
-        assert_eq!(
-            acceptable_request_id(&HeaderValue::from_str(&long).expect("ascii")),
-            None
-        );
     }
 }

@@ -1,4 +1,6 @@
-//! The HTTP API: the router, the state handlers share, and one module per resource.
+//! The JSON API: its routes, one module per resource, and the request plumbing every
+//! route passes through (errors, extractors, middleware). The pages build on this plumbing;
+//! nothing here knows about the pages (`crate::app` puts the two side by side).
 
 pub mod admin;
 pub mod api_error;
@@ -16,60 +18,21 @@ pub mod payments;
 pub mod reservations;
 pub mod webhooks;
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::response::IntoResponse;
 use axum::routing::{get, patch, post};
-use boxoffice_core::BoxOffice;
-use boxoffice_core::auth::TokenHash;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::error_store::ErrorPipeline;
 use crate::faults::InjectFaults;
-use crate::metrics::Metrics;
-use api_error::ApiError;
-use middleware::RateLimiter;
+use crate::state::AppState;
 
 /// The largest request body accepted, in bytes. JSON bodies of this API are tiny; the
 /// limit is generous for them and keeps a hostile client from making us buffer much.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The use cases.
-    pub boxoffice: BoxOffice,
-    /// The operator token's hash.
-    pub operator_token_hash: TokenHash,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
-    /// The public endpoints' per-address limit.
-    pub rate_limiter: Arc<RateLimiter>,
-    /// Webhook signing secrets; any one may sign (rotation).
-    pub webhook_secrets: Arc<Vec<String>>,
-    /// Where error reports go (batched, spooled while the database is down).
-    pub errors: ErrorPipeline,
-    /// Sentry envelope ingestion: the project cache and per-project limits.
-    pub ingestion: Arc<envelopes::Ingestion>,
-    /// The address this server is reached at when a request does not say (DSNs).
-    pub public_host: Arc<str>,
-    /// The page templates.
-    pub pages: Arc<crate::pages::Pages>,
-    /// The Stripe client (checkout pages confirm test-card payments through it).
-    pub stripe: boxoffice_stripe::StripeClient,
-    /// Whether Stripe is in test mode (the built-in double, or an `sk_test_` key): the
-    /// checkout page then takes test card numbers.
-    pub stripe_test_mode: bool,
-    /// Signs the dashboard's session cookies and CSRF tokens: the random key stored in the
-    /// database (shared by all instances) bound to the operator token, so changing the
-    /// token ends every session.
-    pub session_key: Arc<[u8; 32]>,
-}
-
-/// The whole HTTP API.
-pub fn router(state: AppState) -> Router {
+/// The routes of the JSON API (the fallbacks and the layers around every request are
+/// added by `crate::app`).
+pub fn router(state: AppState) -> Router<AppState> {
     // Public buyer endpoints: no auth, rate-limited per client address.
     let public = Router::new()
         .route("/api/v1/events", get(events::list))
@@ -123,7 +86,7 @@ pub fn router(state: AppState) -> Router {
     // address: many browsers share a project), with a body limit of its own.
     let ingestion = Router::new()
         // OPTIONS is routed explicitly so the CORS layer answers preflights: the router's
-        // method-not-allowed fallback (set below) would otherwise answer them 405.
+        // method-not-allowed fallback (set in `crate::app`) would otherwise answer them 405.
         .route(
             "/api/{project_id}/envelope/",
             post(envelopes::ingest).options(|| async { axum::http::StatusCode::NO_CONTENT }),
@@ -139,34 +102,20 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/api/openapi.json", get(openapi::serve));
 
-    // Browser error reports from boxoffice's own pages: public, so rate-limited per
-    // address, with a small body limit.
-    let browser_errors = Router::new()
-        .route("/_errors/browser", post(crate::pages::browser_errors::report))
-        .layer(DefaultBodyLimit::max(
-            crate::pages::browser_errors::MAX_BROWSER_REPORT_BYTES,
-        ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::rate_limit,
-        ));
-
     Router::new()
         .merge(public)
         .merge(authenticated)
         .merge(operations)
         .merge(ingestion)
-        .merge(browser_errors)
-        .merge(crate::pages::router(state.clone()))
-        .fallback(|| async { ApiError::not_found("route").into_response() })
-        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// Wraps the whole application, API and pages, in what every request passes through,
+/// from the inside out: the body limit, fault injection, the answer to a panic, and
+/// observation (request id, one log line, metrics, failure records) outermost.
+pub fn with_request_layers(app: Router<AppState>, state: AppState) -> Router {
+    app.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .inject_faults()
         .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::pages::html_errors,
-        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
         .with_state(state)
 }

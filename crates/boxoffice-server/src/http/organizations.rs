@@ -10,11 +10,11 @@ use boxoffice_core::organizations::{Name, Organization};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::api_error::{ApiError, ErrorBody};
 use super::auth::Authenticated;
 use super::extract::{ApiJson, ApiPath};
 use crate::sentry::dsn;
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateOrganization {

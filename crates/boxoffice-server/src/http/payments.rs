@@ -24,10 +24,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::api_error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
-use super::middleware::RequestId;
+use crate::request_id::RequestId;
+use crate::state::AppState;
 
 /// The replay marker header.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";

@@ -9,10 +9,10 @@ use boxoffice_core::{Timestamp, service};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::api_error::{ApiError, ErrorBody};
 use super::events::parse_event_id;
 use super::extract::{ApiJson, ApiPath};
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateReservation {

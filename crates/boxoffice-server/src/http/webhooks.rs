@@ -14,10 +14,10 @@ use boxoffice_core::webhooks::{StoredStripeEvent, StripeEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::api_error::{ApiError, ErrorBody};
 use super::auth::Authenticated;
 use super::extract::{ApiQuery, parse_limit};
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct WebhookReceived {

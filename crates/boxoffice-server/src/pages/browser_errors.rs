@@ -11,10 +11,10 @@ use boxoffice_core::failures::Severity;
 use boxoffice_core::service::ErrorInput;
 use serde::Deserialize;
 
-use crate::http::AppState;
 use crate::http::api_error::ApiError;
 use crate::http::extract::ApiJson;
-use crate::http::middleware::RequestId;
+use crate::request_id::RequestId;
+use crate::state::AppState;
 
 /// The largest report body accepted (the script cuts message and stack well below).
 pub const MAX_BROWSER_REPORT_BYTES: usize = 16 * 1024;

@@ -15,16 +15,20 @@ pub mod buyer;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Request};
+use axum::extract::{DefaultBodyLimit, Path, Request};
 use axum::http::header::{self, HeaderValue};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use minijinja::Environment;
 use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::http::AppState;
+use crate::http::api_error::InternalError;
+use crate::http::middleware::{panic_response, rate_limit};
+use crate::request_id::RequestId;
+use crate::state::AppState;
 
 /// A template compiled into the binary: (name, source).
 pub type Template = (&'static str, &'static str);
@@ -84,9 +88,7 @@ impl Pages {
                 let mut response = error_page_text(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", None);
                 response
                     .extensions_mut()
-                    .insert(crate::http::api_error::InternalError(format!(
-                        "rendering {template}: {err:#}"
-                    )));
+                    .insert(InternalError(format!("rendering {template}: {err:#}")));
                 response
             }
         }
@@ -120,13 +122,27 @@ fn error_page_text(status: StatusCode, title: &str, request_id: Option<&str>) ->
     (status, Html(body)).into_response()
 }
 
-/// The pages, the static assets and the security headers on both.
+/// The pages and the static assets with the security headers on both, and the browser
+/// error reports of the pages' script; all of them under [`html_errors`].
 pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
+    let pages = Router::new()
         .merge(buyer::routes(state.clone()))
-        .merge(admin::routes(state))
+        .merge(admin::routes(state.clone()))
         .route("/static/{file}", get(asset))
-        .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn(security_headers));
+    // Browser error reports from boxoffice's own pages: public, so rate-limited per
+    // address, with a small body limit.
+    let browser_errors = Router::new()
+        .route("/_errors/browser", post(browser_errors::report))
+        .layer(DefaultBodyLimit::max(browser_errors::MAX_BROWSER_REPORT_BYTES))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit));
+    Router::new()
+        .merge(pages)
+        .merge(browser_errors)
+        // A panic in a page handler is answered here, inside `html_errors`, so the browser
+        // gets the 500 page; the application's own panic layer is outside this router.
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn_with_state(state, html_errors))
 }
 
 /// Serves a compiled-in asset; cached for an hour (they change only with the binary).
@@ -176,20 +192,18 @@ pub fn wants_html(headers: &HeaderMap, path: &str) -> bool {
         .is_some_and(|accept| accept.contains("text/html"))
 }
 
-/// Outer layer (inside request observation, outside the panic handler): a browser that
-/// asked for a page and got a JSON error (a 404 of an unknown order, a panic's 500) gets
-/// the friendly error page instead, with the same status, the request id, and the
-/// original answer's extensions (so the failure is still recorded with its cause).
+/// Layer of the page routes (outside their panic handler) and of the application's
+/// fallbacks (`crate::app`), never of the API's routes: a browser that asked for a page
+/// and got a JSON error (a 404 of an unknown order or address, a panic's 500) gets the
+/// friendly error page instead, with the same status, the request id, and the original
+/// answer's extensions (so the failure is still recorded with its cause).
 pub async fn html_errors(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
     let wants_page = wants_html(request.headers(), request.uri().path());
-    let request_id = request
-        .extensions()
-        .get::<crate::http::middleware::RequestId>()
-        .map(|id| id.0.clone());
+    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone());
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response
