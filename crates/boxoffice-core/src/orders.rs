@@ -180,6 +180,7 @@ mod tests {
             currency: hold.currency,
             payment_intent_id: Some("pi_1".into()),
             client_secret: None,
+            confirming_until: None,
             created_at: at(0),
         }
     }

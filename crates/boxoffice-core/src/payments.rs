@@ -92,11 +92,20 @@ pub struct Order {
     pub payment_intent_id: Option<String>,
     /// The PaymentIntent's client secret, for the buyer's browser.
     pub client_secret: Option<String>,
+    /// Until when the checkout page may still be confirming its PaymentIntent at the
+    /// provider (see [`Order::is_confirming`]); `None` when no confirmation is under way.
+    pub confirming_until: Option<Timestamp>,
     /// When it was created.
     pub created_at: Timestamp,
 }
 
 impl Order {
+    /// Whether a confirmation of its PaymentIntent may be under way at `now`: the buyer's
+    /// leaving the page must not release its hold meanwhile, whichever instance hears it.
+    pub fn is_confirming(&self, now: Timestamp) -> bool {
+        self.confirming_until.is_some_and(|until| until > now)
+    }
+
     /// The provider idempotency key of this order's PaymentIntent: derived from our own
     /// stored record, so every attempt for the order reaches the same PaymentIntent.
     pub fn provider_idempotency_key(&self) -> String {

@@ -675,7 +675,7 @@ async fn sqlite_locked_database_reports_are_spooled_then_stored() {
     // The hourly jobs run once at start; taken after them, the lock delays only our writes.
     wait_for_startup_jobs(&app).await;
     let path = db.url.strip_prefix("sqlite://").unwrap();
-    // `sqlx::sqlite` is there through `boxoffice-store-sqlite`'s sqlx features.
+    // `sqlx::sqlite` is there through `boxoffice-store`'s sqlx features.
     let mut lock =
         sqlx::sqlite::SqliteConnection::connect_with(&sqlx::sqlite::SqliteConnectOptions::new().filename(path))
             .await

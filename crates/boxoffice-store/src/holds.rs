@@ -163,7 +163,7 @@ async fn read(conn: &mut dyn Conn, id: &HoldId, lock: &str) -> Result<Hold, Stor
 }
 
 /// Cancels, the hold row locked first; see `HoldStore::cancel_hold`.
-async fn cancel(conn: &mut dyn Conn, id: &HoldId, now: Timestamp) -> Result<Hold, StoreError> {
+pub(crate) async fn cancel(conn: &mut dyn Conn, id: &HoldId, now: Timestamp) -> Result<Hold, StoreError> {
     let mut hold = load_for_update(conn, id).await?;
     let new_status = match (hold.stored_status, hold.status_at(now)) {
         (HoldStatus::Completed, _) => return Err(StoreError::HoldCompleted),

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use boxoffice_core::holds::HoldStatus;
+use boxoffice_core::holds::{Hold, HoldStatus};
 use boxoffice_core::ids::{HoldId, OrderId};
 use boxoffice_core::payments::{self, Begun, IdempotencyRecord, Order, OrderPhase, ProviderIntent, StoredResponse};
 use boxoffice_core::store::PaymentStore;
@@ -146,6 +146,35 @@ impl PaymentStore for SqlStore {
         .fetch_all(conn)
         .await?);
         found.iter().map(rows::order).collect()
+    }
+
+    #[tracing::instrument(name = "store.mark_confirming", skip_all, fields(order = %order.as_str()))]
+    async fn mark_confirming(&self, order: &OrderId, until: Option<Timestamp>) -> Result<(), StoreError> {
+        in_transaction!(self, |conn| {
+            let order = get(conn, order).await?;
+            // Under the hold's lock, as the release it must exclude.
+            holds::load_for_update(conn, &order.hold_id).await?;
+            query("UPDATE orders SET confirming_until = $1 WHERE id = $2")
+                .bind(until.map(Timestamp::as_millis))
+                .bind(order.id.as_str())
+                .execute(conn)
+                .await?;
+        })
+    }
+
+    #[tracing::instrument(name = "store.release_left_checkout", skip_all, fields(hold = %hold.as_str()))]
+    async fn release_left_checkout(&self, hold: &HoldId, now: Timestamp) -> Result<Option<Hold>, StoreError> {
+        in_transaction!(self, |conn| {
+            holds::load_for_update(conn, hold).await?;
+            let confirming = order_of_hold(conn, hold)
+                .await?
+                .is_some_and(|order| order.is_confirming(now));
+            if confirming {
+                None
+            } else {
+                Some(holds::cancel(conn, hold, now).await?)
+            }
+        })
     }
 
     #[tracing::instrument(name = "store.order_tickets", skip_all, fields(order = %order_id.as_str()))]

@@ -153,7 +153,7 @@ pub fn job_run(row: &impl StoredRow) -> Result<JobRun, StoreError> {
 
 /// The columns [`order`] reads.
 pub const ORDER_COLUMNS: &str =
-    "id, hold_id, status, amount_cents, currency, payment_intent_id, client_secret, created_at";
+    "id, hold_id, status, amount_cents, currency, payment_intent_id, client_secret, confirming_until, created_at";
 
 /// Columns: [`ORDER_COLUMNS`].
 pub fn order(row: &impl StoredRow) -> Result<Order, StoreError> {
@@ -165,6 +165,7 @@ pub fn order(row: &impl StoredRow) -> Result<Order, StoreError> {
         currency: Currency::parse(&row.text("currency")?).map_err(|_| corrupt("order currency"))?,
         payment_intent_id: row.optional_text("payment_intent_id")?,
         client_secret: row.optional_text("client_secret")?,
+        confirming_until: row.optional_integer("confirming_until")?.map(Timestamp::from_millis),
         created_at: row.timestamp("created_at")?,
     })
 }

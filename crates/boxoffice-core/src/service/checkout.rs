@@ -17,6 +17,11 @@ use crate::idempotency::IdempotencyKey;
 use crate::ids::{HoldId, OrderId};
 use crate::payments::{Order, OrderStatus, RecoveryPoint, StoredResponse};
 
+/// The longest a confirmation at the provider is taken to run: the Stripe client's own
+/// timeout (30 s) with room to spare. A mark older than this belongs to a confirmation
+/// whose process died; it no longer keeps the hold.
+pub const CONFIRMING_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The idempotency scope of the checkout pages' payment requests: apart from every API
 /// caller's keys, so no API client can occupy or replay a page's key.
 pub const CHECKOUT_SCOPE: &str = "pages:checkout";
@@ -161,6 +166,7 @@ impl BoxOffice {
             // Nothing was created (never started, or refused because the hold had ended).
             CheckoutPayment::NotStarted | CheckoutPayment::Refused { .. } => self.release(hold).await,
             CheckoutPayment::Starting => Ok(LeaveCheckout::Kept),
+            CheckoutPayment::Created(order) if order.is_confirming(self.now()) => Ok(LeaveCheckout::Kept),
             CheckoutPayment::Created(order) => match (order.status, order.payment_intent_id) {
                 (OrderStatus::Pending | OrderStatus::Failed, Some(payment_intent_id)) => {
                     Ok(LeaveCheckout::AskProvider { payment_intent_id })
@@ -183,9 +189,35 @@ impl BoxOffice {
         }
     }
 
+    /// Marks the order's PaymentIntent as being confirmed at the provider by the checkout
+    /// page, for at most [`CONFIRMING_WINDOW`]: meanwhile no leave beacon, on any instance,
+    /// releases its hold. [`BoxOffice::end_confirming`] clears the mark; if the process dies
+    /// first, the mark runs out by itself.
+    #[tracing::instrument(level = "debug", skip_all, fields(order_id = %order))]
+    pub async fn begin_confirming(&self, order: &OrderId) -> Result<(), Error> {
+        let until = self.now().plus(CONFIRMING_WINDOW);
+        Ok(self.payment_store().mark_confirming(order, Some(until)).await?)
+    }
+
+    /// The checkout page's confirmation ended (with any outcome): see
+    /// [`BoxOffice::begin_confirming`].
+    #[tracing::instrument(level = "debug", skip_all, fields(order_id = %order))]
+    pub async fn end_confirming(&self, order: &OrderId) -> Result<(), Error> {
+        Ok(self.payment_store().mark_confirming(order, None).await?)
+    }
+
+    /// Cancels the hold unless a confirmation started meanwhile (decided in the store under
+    /// the hold's lock, so a confirmation that another instance begins at this very moment
+    /// either sees the hold released or keeps it).
     async fn release(&self, hold: &HoldId) -> Result<LeaveCheckout, Error> {
-        match self.cancel_hold(hold).await {
-            Ok(hold) => Ok(LeaveCheckout::Cancelled(hold)),
+        match self
+            .payment_store()
+            .release_left_checkout(hold, self.now())
+            .await
+            .map_err(Error::from)
+        {
+            Ok(Some(hold)) => Ok(LeaveCheckout::Cancelled(hold)),
+            Ok(None) => Ok(LeaveCheckout::Kept),
             // Paid (through the API, or a moment ago): nothing to release.
             Err(Error::HoldCompleted) => Ok(LeaveCheckout::Kept),
             Err(err) => Err(err),

@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 
 use crate::clock::Timestamp;
-use crate::ids::OrderId;
+use crate::holds::Hold;
+use crate::ids::{HoldId, OrderId};
 use crate::payments::{Begun, IdempotencyRecord, Order, OrderPhase, ProviderIntent, StoredResponse};
 use crate::store::StoreError;
 use crate::tickets::Ticket;
@@ -88,4 +89,15 @@ pub trait PaymentStore: Send + Sync + 'static {
 
     /// The tickets of an order.
     async fn order_tickets(&self, order_id: &OrderId) -> Result<Vec<Ticket>, StoreError>;
+
+    /// Marks that the checkout page is confirming the order's PaymentIntent at the provider
+    /// until `until` (`None`: the confirmation ended). Taken under the order's hold lock, so
+    /// it orders itself with [`PaymentStore::release_left_checkout`]. `NotFound("order")`
+    /// for an unknown order.
+    async fn mark_confirming(&self, order: &OrderId, until: Option<Timestamp>) -> Result<(), StoreError>;
+
+    /// The buyer left the checkout page: cancels the hold (as `HoldStore::cancel_hold`
+    /// does) in one transaction with the hold locked, unless its order is being confirmed
+    /// at `now` ([`Order::is_confirming`]); then answers `None` and changes nothing.
+    async fn release_left_checkout(&self, hold: &HoldId, now: Timestamp) -> Result<Option<Hold>, StoreError>;
 }

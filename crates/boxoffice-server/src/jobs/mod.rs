@@ -205,7 +205,9 @@ mod tests {
         assert!(run_once("no-such-job", &boxoffice, &metrics).await.is_none());
 
         // The span closes when its last clone is dropped, and sqlx's SQLite worker thread
-        // holds clones of the current span for the queries it ran: wait for it.
+        // holds clones of the current span (a store span inside the job's) for the queries
+        // it ran until its connection is used again or closed: close the pool, then wait.
+        drop(boxoffice);
         let closed = |output: &str| {
             output
                 .lines()

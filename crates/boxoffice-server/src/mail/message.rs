@@ -214,6 +214,7 @@ mod tests {
                 currency: Currency::parse("EUR").unwrap(),
                 payment_intent_id: Some("pi_1".into()),
                 client_secret: None,
+                confirming_until: None,
                 created_at: at,
             },
             event_name: event_name.into(),

@@ -12,9 +12,6 @@
 //! under way: the page sends no beacon once "Pay" was pressed, and the server keeps the
 //! hold whenever a payment was started and may be under way or have succeeded.
 
-use std::collections::HashSet;
-use std::sync::{LazyLock, Mutex};
-
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -174,39 +171,6 @@ fn test_payment_method(card_number: &str) -> Option<&'static str> {
     }
 }
 
-/// Holds whose payment this process is confirming at the provider right now: a leave
-/// beacon (from another tab) never releases them meanwhile.
-static CONFIRMING: LazyLock<Mutex<HashSet<HoldId>>> = LazyLock::new(Mutex::default);
-
-/// Marks a hold as being confirmed until dropped.
-struct Confirming(HoldId);
-
-impl Confirming {
-    fn start(hold: &HoldId) -> Self {
-        CONFIRMING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(hold.clone());
-        Self(hold.clone())
-    }
-
-    fn is_under_way(hold: &HoldId) -> bool {
-        CONFIRMING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(hold)
-    }
-}
-
-impl Drop for Confirming {
-    fn drop(&mut self) {
-        CONFIRMING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.0);
-    }
-}
-
 fn declined(text: &str) -> CheckoutNotes {
     CheckoutNotes {
         payment_error: Some(text.to_owned()),
@@ -292,13 +256,18 @@ pub(super) async fn pay(
     // Confirm the one PaymentIntent of this hold. Each attempt has its own provider key
     // (an attempt after a decline must reach Stripe again); a PaymentIntent succeeds at most
     // once, so no sequence of attempts can pay twice.
-    let confirming = Confirming::start(&hold.id);
+    // Meanwhile a leave beacon (another tab; any instance) must not release the hold: the
+    // mark is in the database, and runs out by itself should this process die.
+    state.boxoffice.begin_confirming(&order_id).await?;
     let attempt_key = format!("checkout-{}-confirm-{}", hold.id, boxoffice_core::ids::random_hex());
     let confirmed = state
         .stripe
         .confirm_payment_intent(&payment_intent_id, payment_method, &attempt_key)
         .await;
-    drop(confirming);
+    if let Err(err) = state.boxoffice.end_confirming(&order_id).await {
+        // Harmless: the mark runs out within CONFIRMING_WINDOW, keeping the hold till then.
+        tracing::warn!(order_id = %order_id, error = %err, "could not clear the confirming mark");
+    }
     let order_page = format!("/orders/{order_id}");
     match confirmed {
         Ok(intent) if paying_or_paid(intent.status) => Ok(see_other(&order_page)),
@@ -339,9 +308,6 @@ pub(super) async fn leave(State(state): State<AppState>, Path(hold_id): Path<Str
     let Ok(id) = HoldId::parse(&hold_id) else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
-    if Confirming::is_under_way(&id) {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
     let outcome = match state.boxoffice.leave_checkout(&id).await {
         Ok(outcome) => outcome,
         Err(service::Error::NotFound(_)) => return Ok(StatusCode::NOT_FOUND.into_response()),
@@ -354,7 +320,7 @@ pub(super) async fn leave(State(state): State<AppState>, Path(hold_id): Path<Str
             intent_status(&state, &payment_intent_id).await,
             Some(PaymentIntentStatus::RequiresPaymentMethod | PaymentIntentStatus::Canceled)
         );
-        if idle && !Confirming::is_under_way(&id) {
+        if idle {
             state.boxoffice.release_after_failed_payment(&id).await?;
         }
     }
