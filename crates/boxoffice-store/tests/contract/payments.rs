@@ -2,7 +2,8 @@
 //! replays, refuses a different body or waits for the lock; the order phase creates one
 //! order per hold and grants the payment grace once; stalled requests are claimed by one
 //! completer and old records reaped; orders are read whole and listed newest first (the
-//! operator's dashboard, SPEC §8).
+//! operator's dashboard, SPEC §8); a hold left at checkout is released unless its payment
+//! is being confirmed (the mark every instance sees, SPEC §12).
 
 use std::time::Duration;
 
@@ -346,3 +347,53 @@ both_engines!(recent_orders_are_listed_newest_first, |engine| async move {
     let one = f.store.list_recent_orders(1).await.unwrap();
     assert_eq!(one, expected[..1]);
 });
+
+both_engines!(
+    leaving_checkout_releases_a_hold_unless_its_payment_is_being_confirmed,
+    |engine| async move {
+        let f = fixture(engine, &[10]).await;
+        // No order at all: released at once, like a cancellation.
+        let unpaid = f.place(&[(0, 1)], T0).await.unwrap();
+        let released = f.store.release_left_checkout(&unpaid.id, at(1)).await.unwrap();
+        assert_eq!(released.map(|hold| hold.stored_status), Some(HoldStatus::Cancelled));
+
+        // An order being confirmed until at(60): kept, nothing changes.
+        let paying = f.place(&[(0, 2)], T0).await.unwrap();
+        let order = order_for_request(&f, &paying, "confirming", T0).await;
+        assert_eq!(order.confirming_until, None);
+        f.store.mark_confirming(&order.id, Some(at(60))).await.unwrap();
+        let marked = f.store.get_order(&order.id).await.unwrap();
+        assert_eq!(marked.confirming_until, Some(at(60)));
+        assert!(marked.is_confirming(at(59)) && !marked.is_confirming(at(60)));
+        assert_eq!(f.store.release_left_checkout(&paying.id, at(30)).await.unwrap(), None);
+        assert_eq!(
+            f.store.get_hold(&paying.id).await.unwrap().stored_status,
+            HoldStatus::Active
+        );
+        assert_eq!(f.inventory(0, at(30)).await, (0, 2, 8));
+
+        // A mark that ran out (its process died) no longer keeps the hold.
+        let released = f.store.release_left_checkout(&paying.id, at(61)).await.unwrap();
+        assert_eq!(released.map(|hold| hold.stored_status), Some(HoldStatus::Cancelled));
+        assert_eq!(f.inventory(0, at(61)).await, (0, 0, 10));
+
+        // Cleared when the confirmation ends: released as usual.
+        let again = f.place(&[(0, 1)], at(62)).await.unwrap();
+        let order = order_for_request(&f, &again, "cleared", at(62)).await;
+        f.store.mark_confirming(&order.id, Some(at(120))).await.unwrap();
+        f.store.mark_confirming(&order.id, None).await.unwrap();
+        assert_eq!(f.store.get_order(&order.id).await.unwrap().confirming_until, None);
+        assert!(
+            f.store
+                .release_left_checkout(&again.id, at(63))
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        assert!(matches!(
+            f.store.mark_confirming(&OrderId::generate(), Some(at(1))).await,
+            Err(StoreError::NotFound("order"))
+        ));
+    }
+);
