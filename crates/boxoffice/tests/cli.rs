@@ -770,3 +770,100 @@ async fn errors_subcommand_lists_shows_and_resolves_error_groups() {
             .success()
     );
 }
+
+/// Two `boxoffice serve` processes on one PostgreSQL database and one Stripe: the checkout
+/// page of the first confirms a card at Stripe (slowed down at the double) while the page's
+/// leave beacon reaches the second. The hold is kept: that a confirmation is under way is
+/// marked on the order in the database (SPEC §12), where the second process sees it; a mark
+/// in the first process's memory would let the second release the hold mid-payment.
+#[tokio::test]
+async fn a_leave_beacon_at_another_process_keeps_a_hold_whose_payment_is_being_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(true, &dir).await;
+    let fake = spawn_fake_stripe("sk_test_leave", "whsec_leave", None);
+    let token = "bo_admin_leave_test";
+    let common = [
+        "--admin-token",
+        token,
+        "--stripe-api-base",
+        &fake.base,
+        "--stripe-secret-key",
+        "sk_test_leave",
+        "--sweep-interval",
+        "0s",
+    ];
+    let first = start_with(&url, &common, &[]);
+    let second = start_with(&url, &common, &[]);
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (_, hold) = event_and_hold(&browser, &first.base, token, 1).await;
+    let pay = |card: &'static str| {
+        let request = browser
+            .post(format!("{}/checkout/{hold}/pay", first.base))
+            .header("accept", "text/html")
+            .form(&[("card_number", card)]);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let hold_status = || {
+        let request = browser.get(format!("{}/api/v1/reservations/{hold}", second.base));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap()["status"].clone() }
+    };
+
+    // A declined card first: the order and its PaymentIntent exist, nothing is under way.
+    assert_eq!(pay("4000000000000002").await, 402);
+    // The page's next two requests to Stripe (its look at the PaymentIntent, then the
+    // confirmation of the good card) take seconds each.
+    let armed = browser
+        .post(format!("{}/_control/faults", fake.base))
+        .json(&serde_json::json!({ "fault": "delay", "count": 2, "delay_ms": 3_000 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(armed.status().is_success());
+    let paying = tokio::spawn(pay("4242424242424242"));
+
+    // Once the first process has started confirming, the buyer leaves, heard by the second.
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut marked = false;
+    for _ in 0..300 {
+        let until: Option<i64> = sqlx::query_scalar("SELECT confirming_until FROM orders")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if until.is_some() {
+            marked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(marked, "the first process marks the order as being confirmed");
+    let left = browser
+        .post(format!("{}/checkout/{hold}/leave", second.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.status(), 204);
+    assert_eq!(hold_status().await, "active", "kept while the first process confirms");
+
+    assert_eq!(paying.await.unwrap(), 303, "the good card pays");
+    let mark: Option<i64> = sqlx::query_scalar("SELECT confirming_until FROM orders")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mark, None, "the mark is cleared when the confirmation ends");
+    // Paid at Stripe, not yet applied here (this double sends no webhooks): a leave now is
+    // answered by Stripe's word, and keeps the hold too.
+    let left = browser
+        .post(format!("{}/checkout/{hold}/leave", second.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.status(), 204);
+    assert_eq!(hold_status().await, "active");
+    terminate(first);
+    terminate(second);
+    terminate(fake);
+}
