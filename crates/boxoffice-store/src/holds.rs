@@ -73,19 +73,30 @@ impl HoldStore for SqlStore {
 }
 
 impl SqlStore {
-    /// Releases expired holds of one ticket type in a transaction of its own.
+    /// Releases every hold of one ticket type that expired by `now`, [`RELEASE_BATCH`] at a
+    /// time, each batch in a transaction of its own (short, and never inside a placing
+    /// transaction: the lock order). All of them, not one batch: an expired hold never
+    /// blocks a sale whatever their number (SPEC §4), and the caller releases a ticket type
+    /// once per batch of holds. The sweeper keeps the number small in the steady state.
     pub(crate) async fn release_expired_holds_of(
         &self,
         ticket_type: &TicketTypeId,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        in_transaction!(self, |conn| expire(
-            conn,
-            now,
-            RELEASE_BATCH,
-            ExpiryScope::TicketType(ticket_type)
-        )
-        .await?)
+        let mut released = 0;
+        loop {
+            let batch = in_transaction!(self, |conn| expire(
+                conn,
+                now,
+                RELEASE_BATCH,
+                ExpiryScope::TicketType(ticket_type)
+            )
+            .await?)?;
+            released += batch;
+            if batch < u64::from(RELEASE_BATCH) {
+                return Ok(released);
+            }
+        }
     }
 }
 

@@ -303,7 +303,9 @@ async fn take_late(conn: &mut dyn Conn, hold: &Hold, now: Timestamp) -> Result<b
     for (i, item) in hold.items.iter().enumerate() {
         let quantity = i64::from(item.quantity.get());
         let mut taken = take_if_free(conn, &item.ticket_type_id, quantity).await?;
-        if !taken
+        // Release expired holds of the type, a batch at a time, until the tickets are free
+        // or no expired hold is left: however many there are, they never block this sale.
+        while !taken
             && holds::expire(
                 conn,
                 now,

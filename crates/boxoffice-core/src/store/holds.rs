@@ -22,9 +22,9 @@ pub trait HoldStore: Send + Sync + 'static {
     /// exceed `capacity`, under any concurrency. On `Err` nothing of the batch is held.
     async fn place_holds(&self, holds: &[&Hold], now: Timestamp) -> Result<Vec<Placement>, StoreError>;
 
-    /// Marks the holds containing `ticket_type` that expired by `now` as expired and
-    /// releases their tickets, in its own transaction; returns how many it marked (at
-    /// most a bounded number per call, enough to free any one request's quantity).
+    /// Marks every hold containing `ticket_type` that expired by `now` as expired and
+    /// releases its tickets, in bounded transactions of its own; returns how many it marked.
+    /// All of them: however many expired holds there are, they never block a sale (SPEC §4).
     async fn release_expired_holds(&self, ticket_type: &TicketTypeId, now: Timestamp) -> Result<u64, StoreError>;
 
     /// Places one hold, all items or none: [`place_in_rounds`] with a batch of one. When a

@@ -213,3 +213,78 @@ both_engines!(reservation_stats_follow_the_clock, |engine| async move {
     assert_eq!((stats.active, stats.expired, stats.cancelled), (1, 1, 1));
     assert_eq!(stats.oldest_active_created_at, Some(at(100)));
 });
+
+both_engines!(
+    more_expired_unswept_holds_than_one_release_never_block_a_batch,
+    |engine| async move {
+        // 2,500 tickets, all in holds that run out at HOLD and are never swept: more than
+        // one release pass (1,000 holds) frees.
+        let f = fixture(engine, &[2_500]).await;
+        let expiring: Vec<Hold> = (0..2_500)
+            .map(|_| crate::hold(&f.event, &[(&f.ticket_types[0], 1)], T0))
+            .collect();
+        let refs: Vec<&Hold> = expiring.iter().collect();
+        let placed = f.store.place_holds(&refs, T0).await.unwrap();
+        assert!(placed.iter().all(|p| *p == boxoffice_core::holds::Placement::Placed));
+        let later = T0.plus(HOLD).plus(Duration::from_secs(1));
+        assert_eq!(f.inventory(0, later).await, (0, 0, 2_500), "expired holds hold nothing");
+
+        // One batch of 2,000 new buyers: every one gets a ticket (SPEC §4: an expired hold
+        // never blocks a sale, whatever their number, swept or not).
+        let buyers: Vec<Hold> = (0..2_000)
+            .map(|_| crate::hold(&f.event, &[(&f.ticket_types[0], 1)], later))
+            .collect();
+        let refs: Vec<&Hold> = buyers.iter().collect();
+        let answers = boxoffice_core::store::place_in_rounds(&*f.store, &refs, later)
+            .await
+            .unwrap();
+        let refused = answers.iter().filter(|answer| answer.is_err()).count();
+        assert_eq!(refused, 0, "{:?}", answers.iter().find(|answer| answer.is_err()));
+        assert_eq!(f.inventory(0, later).await, (0, 2_000, 500));
+
+        // Nor do they stand in the way of lowering the capacity (the PATCH of SPEC §3):
+        // 2,000 live holds remain, the 500 expired ones count for nothing.
+        let lowered = f
+            .store
+            .update_ticket_type(
+                &f.ticket_types[0],
+                &boxoffice_core::catalog::TicketTypeChanges {
+                    capacity: Some(boxoffice_core::catalog::Capacity::parse(2_000).unwrap()),
+                    ..Default::default()
+                },
+                later,
+            )
+            .await
+            .unwrap();
+        assert_eq!((lowered.sold, lowered.held, lowered.available()), (0, 2_000, 0));
+    }
+);
+
+both_engines!(
+    more_expired_unswept_holds_than_one_release_never_block_a_capacity_change,
+    |engine| async move {
+        let f = fixture(engine, &[2_500]).await;
+        let expiring: Vec<Hold> = (0..2_500)
+            .map(|_| crate::hold(&f.event, &[(&f.ticket_types[0], 1)], T0))
+            .collect();
+        let refs: Vec<&Hold> = expiring.iter().collect();
+        f.store.place_holds(&refs, T0).await.unwrap();
+        let later = T0.plus(HOLD).plus(Duration::from_secs(1));
+        let lowered = f
+            .store
+            .update_ticket_type(
+                &f.ticket_types[0],
+                &boxoffice_core::catalog::TicketTypeChanges {
+                    capacity: Some(boxoffice_core::catalog::Capacity::parse(100).unwrap()),
+                    ..Default::default()
+                },
+                later,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (lowered.capacity.get(), lowered.held, lowered.available()),
+            (100, 0, 100)
+        );
+    }
+);
