@@ -254,18 +254,21 @@ pub fn message(alert: &PendingAlert) -> Value {
         AlertKind::Regression => "Regression: a resolved error is back",
         AlertKind::Critical => "Critical error",
     };
-    let component = group.component.as_deref().unwrap_or("-");
+    // The title and the component come from outside (anyone holding a public DSN key sets
+    // both): escaped wherever Slack reads mrkdwn, the notification `text` included, so
+    // `<!channel>` or a disguised link `<https://…|Stripe>` arrives as plain text.
+    let component = escape(group.component.as_deref().unwrap_or("-"));
+    let title = escape(&group.title);
     let text = format!(
-        "[boxoffice] {headline} ({}): {} — {} event(s), component {component}, {}",
+        "[boxoffice] {headline} ({}): {title} — {} event(s), component {component}, {}",
         group.severity.as_str(),
-        group.title,
         group.count,
-        group.scope
+        escape(&group.scope)
     );
     let details = format!(
         "*Severity:* {}\n*Component:* {component}\n*Scope:* {}\n*Events:* {}\n*First seen:* {}\n*Last seen:* {}\n*Group:* `{}`",
         group.severity.as_str(),
-        group.scope,
+        escape(&group.scope),
         group.count,
         group.first_seen.to_rfc3339(),
         group.last_seen.to_rfc3339(),
@@ -275,13 +278,13 @@ pub fn message(alert: &PendingAlert) -> Value {
         "text": text,
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": headline}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": format!("*{}*", escape(&group.title))}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!("*{title}*")}},
             {"type": "section", "text": {"type": "mrkdwn", "text": details}},
         ],
     })
 }
 
-/// Slack's three control characters in mrkdwn.
+/// Slack's three control characters in mrkdwn (its documented escaping: `&`, `<`, `>`).
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
@@ -481,5 +484,52 @@ mod tests {
         assert!(matches!(refused, Err(Refused::Address { .. })), "{refused:?}");
         let allowed = resolve_checked("localhost", true).await;
         assert!(allowed.is_ok_and(|addresses| !addresses.is_empty()));
+    }
+
+    #[test]
+    fn text_from_outside_cannot_ping_a_channel_or_disguise_a_link() {
+        use boxoffice_core::Timestamp;
+        use boxoffice_core::error_store::reports::{AlertKind, ErrorGroup, PendingAlert};
+        use boxoffice_core::failures::Severity;
+        use boxoffice_core::ids::ErrorGroupId;
+
+        let hostile = "<!channel> <https://evil.example|Stripe> & <@U123>";
+        let alert = PendingAlert {
+            id: "alr_1".into(),
+            kind: AlertKind::NewGroup,
+            group: ErrorGroup {
+                id: ErrorGroupId::from_trusted("grp_1".into()),
+                scope: "org_1".into(),
+                fingerprint: "f".repeat(64),
+                grouping_version: 1,
+                title: hostile.into(),
+                severity: Severity::Error,
+                component: Some(hostile.into()),
+                count: 1,
+                first_seen: Timestamp::from_millis(0),
+                last_seen: Timestamp::from_millis(0),
+                resolved: false,
+            },
+            attempts: 0,
+            created_at: Timestamp::from_millis(0),
+        };
+        let message = super::message(&alert);
+        let texts = [
+            message["text"].as_str().unwrap_or_default().to_owned(),
+            message["blocks"][1]["text"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            message["blocks"][2]["text"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ];
+        for text in &texts {
+            assert!(!text.contains('<') && !text.contains('>'), "{text}");
+            assert!(!text.contains("& "), "a bare ampersand: {text}");
+        }
+        assert!(texts[0].contains("&lt;!channel&gt; &lt;https://evil.example|Stripe&gt; &amp; &lt;@U123&gt;"));
+        assert!(texts[2].contains("*Component:* &lt;!channel&gt;"), "{}", texts[2]);
     }
 }
