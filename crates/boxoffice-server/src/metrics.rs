@@ -210,11 +210,13 @@ impl Metrics {
         }
     }
 
-    /// Counts one answered request.
+    /// Counts one answered request. The method label is one of the standard methods or
+    /// `other`, and the route one of the router's templates or `unmatched`: nothing a client
+    /// invents becomes a label value (SPEC §2.1), so the label sets stay bounded.
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
+                method: method_label(method).to_owned(),
                 route: route.to_owned(),
                 status,
             })
@@ -357,5 +359,21 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The label of an HTTP method: the standard ones by name, anything else `other`.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
     }
 }

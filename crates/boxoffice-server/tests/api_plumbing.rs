@@ -210,3 +210,56 @@ async fn readyz_reports_a_database_that_stops_answering_within_seconds() {
     }
     assert_eq!(ready, 200, "ready again once the database answers");
 }
+
+both_engines!(
+    invented_methods_and_paths_never_become_metric_labels,
+    |engine| async move {
+        let db = TestDatabase::new(engine).await;
+        let app = spawn_app(&db, AppOptions::default()).await;
+        for i in 0..150 {
+            let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+            let answer = app
+                .client
+                .request(method, app.url(&format!("/made/up/path/{i}")))
+                .send()
+                .await
+                .unwrap();
+            assert!(answer.status().is_client_error(), "{}", answer.status());
+            let answer = app
+                .client
+                .request(
+                    reqwest::Method::from_bytes(format!("ALSO{i}").as_bytes()).unwrap(),
+                    app.url("/api/v1/events"),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert!(answer.status().is_client_error(), "{}", answer.status());
+        }
+        let metrics = app.metrics().await;
+        let mut methods = std::collections::BTreeSet::new();
+        let mut routes = std::collections::BTreeSet::new();
+        for line in metrics
+            .lines()
+            .filter(|line| line.starts_with("boxoffice_http_requests"))
+        {
+            for label in ["method", "route"] {
+                if let Some(value) = line
+                    .split(&format!("{label}=\""))
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                {
+                    if label == "method" {
+                        methods.insert(value.to_owned());
+                    } else {
+                        routes.insert(value.to_owned());
+                    }
+                }
+            }
+        }
+        assert!(methods.contains("other"), "{methods:?}");
+        assert!(methods.len() <= 10, "a fixed set of methods: {methods:?}");
+        assert!(!routes.iter().any(|route| route.contains("made")), "{routes:?}");
+        assert!(routes.len() <= 10, "route templates only: {routes:?}");
+    }
+);
