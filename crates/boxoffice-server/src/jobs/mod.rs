@@ -151,34 +151,50 @@ pub fn spawn(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::sync::Mutex;
 
     use boxoffice_core::{Settings, SystemClock};
-    use tracing_subscriber::fmt::MakeWriter;
-    use tracing_subscriber::fmt::format::FmtSpan;
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::{Context, SubscriberExt};
 
     use super::*;
 
-    /// What the fmt subscriber wrote, to read the spans back as an operator would see them.
+    /// Every span's name and the fields recorded on it, as they are recorded: what the
+    /// operator's log shows for it, read without waiting for the span to close (sqlx's SQLite
+    /// worker holds clones of the spans it ran queries in, so a close can come late).
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    struct Spans(Arc<Mutex<HashMap<u64, SpanSeen>>>);
 
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("captured").extend_from_slice(buf);
-            Ok(buf.len())
+    /// A span's name and its fields (name, value) in the order they were recorded.
+    type SpanSeen = (String, Vec<(String, String)>);
+
+    struct Fields<'a>(&'a mut Vec<(String, String)>);
+
+    impl Visit for Fields<'_> {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.push((field.name().to_owned(), value.to_owned()));
         }
 
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.push((field.name().to_owned(), format!("{value:?}")));
         }
     }
 
-    impl<'a> MakeWriter<'a> for Captured {
-        type Writer = Captured;
+    impl<S: tracing::Subscriber> Layer<S> for Spans {
+        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _ctx: Context<'_, S>) {
+            let mut fields = Vec::new();
+            attrs.record(&mut Fields(&mut fields));
+            let name = attrs.metadata().name().to_owned();
+            self.0.lock().expect("spans").insert(id.into_u64(), (name, fields));
+        }
 
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
+        fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
+            if let Some((_, fields)) = self.0.lock().expect("spans").get_mut(&id.into_u64()) {
+                values.record(&mut Fields(fields));
+            }
         }
     }
 
@@ -189,12 +205,8 @@ mod tests {
         let store = crate::store::connect(&url).await.expect("store");
         let boxoffice = BoxOffice::new(store, Arc::new(SystemClock), Settings::default());
         let metrics = Metrics::new();
-        let captured = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(captured.clone())
-            .with_ansi(false)
-            .with_span_events(FmtSpan::CLOSE)
-            .finish();
+        let spans = Spans::default();
+        let subscriber = tracing_subscriber::registry().with(spans.clone());
         let _default = tracing::subscriber::set_default(subscriber);
 
         let run = run_once(jobs::EXPIRE_HOLDS, &boxoffice, &metrics)
@@ -204,26 +216,22 @@ mod tests {
         assert_eq!(run.outcome, JobOutcome::Succeeded);
         assert!(run_once("no-such-job", &boxoffice, &metrics).await.is_none());
 
-        // The span closes when its last clone is dropped, and sqlx's SQLite worker thread
-        // holds clones of the current span (a store span inside the job's) for the queries
-        // it ran until its connection is used again or closed: close the pool, then wait.
-        drop(boxoffice);
-        let closed = |output: &str| {
-            output
-                .lines()
-                .filter(|line| {
-                    line.contains(r#"job.expire_holds{outcome="succeeded" affected=0}"#) && line.contains(": close ")
-                })
-                .count()
-        };
-        let mut output = String::new();
-        for _ in 0..500 {
-            output = String::from_utf8(captured.0.lock().expect("captured").clone()).expect("utf-8");
-            if closed(&output) > 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert_eq!(closed(&output), 1, "closed once, with what the step did: {output}");
+        let spans = spans.0.lock().expect("spans");
+        let job_spans: Vec<&Vec<(String, String)>> = spans
+            .values()
+            .filter(|(name, _)| name == "job.expire_holds")
+            .map(|(_, fields)| fields)
+            .collect();
+        assert_eq!(job_spans.len(), 1, "one span per step: {spans:?}");
+        let recorded: HashMap<&str, &str> = job_spans[0]
+            .iter()
+            .map(|(field, value)| (field.as_str(), value.as_str()))
+            .collect();
+        assert_eq!(recorded.get("outcome"), Some(&"succeeded"), "{recorded:?}");
+        assert_eq!(recorded.get("affected"), Some(&"0"), "{recorded:?}");
+        assert!(
+            spans.values().any(|(name, _)| name == "store.expire_holds"),
+            "the store's spans run inside it: {spans:?}"
+        );
     }
 }
