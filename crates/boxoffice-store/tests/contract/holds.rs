@@ -214,19 +214,39 @@ both_engines!(reservation_stats_follow_the_clock, |engine| async move {
     assert_eq!(stats.oldest_active_created_at, Some(at(100)));
 });
 
+/// A fixture of one 2,500-ticket type whose every ticket is in a hold of one that runs out
+/// at HOLD and is never swept: more than one release pass (1,000 holds) frees. Answers the
+/// fixture and an instant just after the holds ran out.
+async fn all_in_expired_unswept_holds(engine: crate::database::Engine) -> (crate::Fixture, Timestamp) {
+    let f = fixture(engine, &[2_500]).await;
+    let expiring: Vec<Hold> = (0..2_500)
+        .map(|_| crate::hold(&f.event, &[(&f.ticket_types[0], 1)], T0))
+        .collect();
+    let refs: Vec<&Hold> = expiring.iter().collect();
+    let placed = f.store.place_holds(&refs, T0).await.unwrap();
+    assert!(placed.iter().all(|p| *p == boxoffice_core::holds::Placement::Placed));
+    (f, T0.plus(HOLD).plus(Duration::from_secs(1)))
+}
+
+/// Sets the ticket type's capacity at `now`, as the PATCH of SPEC §3 does.
+async fn set_capacity(f: &crate::Fixture, capacity: i64, now: Timestamp) -> boxoffice_core::catalog::TicketType {
+    f.store
+        .update_ticket_type(
+            &f.ticket_types[0],
+            &boxoffice_core::catalog::TicketTypeChanges {
+                capacity: Some(boxoffice_core::catalog::Capacity::parse(capacity).unwrap()),
+                ..Default::default()
+            },
+            now,
+        )
+        .await
+        .unwrap()
+}
+
 both_engines!(
     more_expired_unswept_holds_than_one_release_never_block_a_batch,
     |engine| async move {
-        // 2,500 tickets, all in holds that run out at HOLD and are never swept: more than
-        // one release pass (1,000 holds) frees.
-        let f = fixture(engine, &[2_500]).await;
-        let expiring: Vec<Hold> = (0..2_500)
-            .map(|_| crate::hold(&f.event, &[(&f.ticket_types[0], 1)], T0))
-            .collect();
-        let refs: Vec<&Hold> = expiring.iter().collect();
-        let placed = f.store.place_holds(&refs, T0).await.unwrap();
-        assert!(placed.iter().all(|p| *p == boxoffice_core::holds::Placement::Placed));
-        let later = T0.plus(HOLD).plus(Duration::from_secs(1));
+        let (f, later) = all_in_expired_unswept_holds(engine).await;
         assert_eq!(f.inventory(0, later).await, (0, 0, 2_500), "expired holds hold nothing");
 
         // One batch of 2,000 new buyers: every one gets a ticket (SPEC §4: an expired hold
@@ -242,20 +262,9 @@ both_engines!(
         assert_eq!(refused, 0, "{:?}", answers.iter().find(|answer| answer.is_err()));
         assert_eq!(f.inventory(0, later).await, (0, 2_000, 500));
 
-        // Nor do they stand in the way of lowering the capacity (the PATCH of SPEC §3):
-        // 2,000 live holds remain, the 500 expired ones count for nothing.
-        let lowered = f
-            .store
-            .update_ticket_type(
-                &f.ticket_types[0],
-                &boxoffice_core::catalog::TicketTypeChanges {
-                    capacity: Some(boxoffice_core::catalog::Capacity::parse(2_000).unwrap()),
-                    ..Default::default()
-                },
-                later,
-            )
-            .await
-            .unwrap();
+        // Nor do they stand in the way of lowering the capacity: 2,000 live holds remain,
+        // the 500 expired ones count for nothing.
+        let lowered = set_capacity(&f, 2_000, later).await;
         assert_eq!((lowered.sold, lowered.held, lowered.available()), (0, 2_000, 0));
     }
 );
@@ -263,25 +272,8 @@ both_engines!(
 both_engines!(
     more_expired_unswept_holds_than_one_release_never_block_a_capacity_change,
     |engine| async move {
-        let f = fixture(engine, &[2_500]).await;
-        let expiring: Vec<Hold> = (0..2_500)
-            .map(|_| crate::hold(&f.event, &[(&f.ticket_types[0], 1)], T0))
-            .collect();
-        let refs: Vec<&Hold> = expiring.iter().collect();
-        f.store.place_holds(&refs, T0).await.unwrap();
-        let later = T0.plus(HOLD).plus(Duration::from_secs(1));
-        let lowered = f
-            .store
-            .update_ticket_type(
-                &f.ticket_types[0],
-                &boxoffice_core::catalog::TicketTypeChanges {
-                    capacity: Some(boxoffice_core::catalog::Capacity::parse(100).unwrap()),
-                    ..Default::default()
-                },
-                later,
-            )
-            .await
-            .unwrap();
+        let (f, later) = all_in_expired_unswept_holds(engine).await;
+        let lowered = set_capacity(&f, 100, later).await;
         assert_eq!(
             (lowered.capacity.get(), lowered.held, lowered.available()),
             (100, 0, 100)
